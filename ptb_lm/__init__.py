@@ -1,0 +1,41 @@
+"""ptb_lm: a word-level RNN language model on Penn Treebank, trained with MXNet Gluon.
+
+The seed chapter's names are here: ``Dictionary``, ``Corpus``, ``batchify``,
+``get_batch``, ``RNNModel``, ``detach``, ``evaluate`` (the seed's ``model_eval``),
+``try_gpu``; and the tool's: ``TrainConfig``, ``fit``, ``load``.
+
+The data layer (``ptb_lm.data``, ``ptb_lm.download``, ``ptb_lm.config``) is pure
+NumPy; the rest loads mxnet on first use, so ``import ptb_lm`` works without it
+and a missing mxnet is reported, with the command to install it, only when a
+name that needs it is used.
+"""
+
+from .config import PRESETS, TrainConfig, from_preset
+from .data import Corpus, Dictionary, batchify, get_batch
+from .errors import ConfigError, DataError, Interrupted, TrainingDiverged, UserError
+
+__version__ = "0.1.0"
+
+# name -> module, imported on first use because these need mxnet
+_LAZY = {
+    "RNNModel": "model",
+    "build_model": "model",
+    "detach": "training",
+    "evaluate": "training",
+    "try_gpu": "context",
+    "fit": "runner",
+    "History": "reporting",
+    "load": "checkpoint",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module("." + _LAZY[name], __name__), name)
+    raise AttributeError("module 'ptb_lm' has no attribute %r" % name)
+
+
+__all__ = ["Corpus", "Dictionary", "batchify", "get_batch", "TrainConfig", "ConfigError", "DataError",
+           "PRESETS", "from_preset", "UserError", "Interrupted", "TrainingDiverged"] + sorted(_LAZY)

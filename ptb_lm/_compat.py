@@ -1,0 +1,61 @@
+"""Everything needed to import MXNet 1.9.1 on today's Pythons, in one place.
+
+MXNet 1.9.1 is the last release of a retired project. Two things break it:
+
+* numpy >= 1.24 removed the alias ``np.bool`` that mxnet still uses at import
+  time; aliasing it back to ``bool`` (what it always meant) is enough.
+* Python 3.12 dropped ``distutils``, which mxnet imports; setuptools provides it
+  (setup.py installs setuptools there).
+
+Import mxnet through :func:`import_mxnet` only, so that a missing or unusable
+install ends with one message that names the command to fix it.
+"""
+
+import numpy as np
+
+CPU_INSTALL = "pip install 'mxnet==1.9.1'   (or: pip install -e '.[cpu]')"
+GPU_INSTALL = "pip install 'mxnet-cu112==1.9.1'   (or: pip install -e '.[cu112]')"
+
+
+class MXNetUnavailable(ImportError):
+    """MXNet cannot be imported; the message says which install command fits."""
+
+
+def _alias_removed_numpy_names():
+    # np.bool was a plain alias of the builtin bool until numpy 1.24 removed it.
+    if "bool" not in np.__dict__:
+        np.bool = bool
+
+
+def import_mxnet():
+    """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable`."""
+    _alias_removed_numpy_names()
+    try:
+        import mxnet
+    except ImportError as err:  # OSError from a missing CUDA library is handled below
+        raise MXNetUnavailable(_explain(err)) from None
+    except OSError as err:
+        raise MXNetUnavailable(_explain(err)) from None
+    return mxnet
+
+
+def _explain(err):
+    text = str(err)
+    if isinstance(err, OSError) or ("lib" in text and ".so" in text):
+        # The GPU wheel links libcuda/libcudart/libcudnn without bundling them.
+        return (
+            "mxnet is installed but cannot load its native library (%s). If this is the GPU "
+            "wheel on a machine without CUDA 11.2 and cuDNN 8, replace it with the CPU wheel: "
+            "pip uninstall -y mxnet-cu112 && %s" % (text.splitlines()[0], CPU_INSTALL)
+        )
+    if "numpy" in text or "np." in text:
+        return (
+            "mxnet 1.9.1 cannot import with this numpy (%s); it needs numpy < 2: "
+            "pip install 'numpy<1.24' on Python <= 3.11, or 'numpy>=1.26,<2' on 3.12"
+            % text.splitlines()[0]
+        )
+    return "mxnet is not installed (%s). Install the CPU build: %s, or on a CUDA 11.2 GPU: %s" % (
+        text.splitlines()[0] if text else "ImportError",
+        CPU_INSTALL,
+        GPU_INSTALL,
+    )

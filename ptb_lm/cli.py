@@ -1,0 +1,119 @@
+"""Command lines. The only module that reads argv or prints; scripts/ call these ``main`` functions.
+
+Every training flag maps onto a :class:`~ptb_lm.config.TrainConfig` field.
+Only the flags given on the command line override the preset (or the resumed
+checkpoint's config), so ``--preset zaremba-small --lr 0.5`` changes only the rate.
+"""
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from ._compat import MXNetUnavailable
+from .config import PRESETS, TrainConfig
+from .errors import Interrupted, TrainingDiverged, UserError
+
+# flag -> (type, help); the default shown is TrainConfig's
+_TRAIN_FLAGS = [
+    ("--mode", str, "cell: rnn_relu, rnn_tanh, lstm or gru"),
+    ("--embed-dim", int, "embedding size"),
+    ("--hidden-dim", int, "hidden state size of each RNN layer"),
+    ("--num-layers", int, "number of stacked RNN layers"),
+    ("--dropout", float, "dropout rate on embeddings, between layers and on outputs, in [0, 1)"),
+    ("--lr", float, "SGD learning rate (no momentum, no weight decay)"),
+    ("--clipping-norm", float, "per-token gradient clipping norm; the global norm is clipped at "
+                               "this x num_steps x batch_size"),
+    ("--epochs", int, "number of epochs in total (with --resume: up to this many)"),
+    ("--batch-size", int, "number of parallel streams per batch"),
+    ("--num-steps", int, "truncated-BPTT length: time steps per batch"),
+    ("--eval-period", int, "report the training loss every this many batches"),
+    ("--eval-batch-size", int, "batch size for validation and test (default: --batch-size, as the seed)"),
+    ("--max-batches", int, "stop each epoch after this many batches (smoke runs)"),
+    ("--seed", int, "seed Python, NumPy and MXNet (default: unseeded, as the seed)"),
+    ("--engine", str, "fast (hybridized, syncs once per report) or imperative (the seed's loop)"),
+    ("--data", str, "PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)"),
+    ("--ctx", str, "auto, cpu, gpu, gpu:N, or a list such as gpu:0,1 or cpu:0,1"),
+    ("--kvstore", str, "gradient reduction across contexts or workers: device, local or dist_sync"),
+    ("--save-dir", str, "write last/ and best/ checkpoints here every epoch"),
+    ("--log-json", str, "write one JSON object per line: batch, epoch and test events"),
+    ("--lr-decay", float, "multiply the rate by this whenever validation loss fails to improve"),
+    ("--lr-decay-after", int, "with --lr-decay-per-epoch: epochs at the full rate before decaying"),
+    ("--lr-decay-per-epoch", float, "multiply the rate by this every epoch after --lr-decay-after"),
+    ("--init-scale", float, "initialise every weight Uniform(-x, x) (Zaremba) instead of the seed's Xavier"),
+    ("--progress", str, "auto (a bar in a terminal, plain lines elsewhere), bar, plain or none"),
+]
+
+
+def _field(flag):
+    return flag[2:].replace("-", "_")
+
+
+def train_parser():
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="ptb-lm-train",
+        description="Train a word-level RNN language model on Penn Treebank with MXNet Gluon. "
+                    "With no flags it runs the seed chapter's configuration and math.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", default="seed",
+                        help="a named set of flag values, which explicit flags override: %s" % ", ".join(PRESETS))
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run saved in DIR (its config, except the flags given here)")
+    parser.add_argument("--tied", action="store_true", default=argparse.SUPPRESS,
+                        help="share the embedding and decoder weights (needs --embed-dim == --hidden-dim)")
+    for flag, kind, text in _TRAIN_FLAGS:
+        default = getattr(defaults, _field(flag))
+        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
+                            help="%s (default: %s)" % (text, default))
+    return parser
+
+
+def config_from_args(args):
+    """The config that parsed ``args`` describe: preset or checkpoint, then the explicit flags."""
+    explicit = {k: v for k, v in vars(args).items() if k not in ("preset", "resume")}
+    if args.resume:
+        from .checkpoint import read_checkpoint
+
+        saved = read_checkpoint(args.resume)[1]
+        base = dataclasses.asdict(saved)
+        if "save_dir" not in explicit:
+            explicit["save_dir"] = args.resume if saved.save_dir is None else saved.save_dir
+        return TrainConfig(**dict(base, **explicit))
+    from .config import from_preset
+
+    return from_preset(args.preset, **explicit)
+
+
+def setup_logging(level=logging.INFO):
+    """Log lines as they are, to stdout (the library only logs; this decides where it goes)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("ptb_lm")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _fail(message, code=2):
+    sys.stderr.write("ptb-lm: error: %s\n" % message)
+    return code
+
+
+def train_main(argv=None):
+    """``ptb-lm-train``: exits 0 on success, 2 on bad input, 1 on divergence, 130 on Ctrl-C."""
+    args = train_parser().parse_args(argv)
+    setup_logging()
+    try:
+        config = config_from_args(args)
+        from .runner import fit
+
+        fit(config, resume=args.resume)
+    except (UserError, MXNetUnavailable) as err:
+        return _fail(err)
+    except TrainingDiverged as err:
+        return _fail(err, code=1)
+    except Interrupted as err:
+        return _fail(err, code=130)
+    return 0

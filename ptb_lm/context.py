@@ -1,0 +1,82 @@
+"""Choosing where to compute: ``--ctx auto|cpu|gpu|gpu:N|gpu:0,1|cpu:0,1``."""
+
+import logging
+import re
+
+from ._compat import import_mxnet
+from .errors import ContextError
+
+logger = logging.getLogger(__name__)
+
+_SPEC = re.compile(r"^(cpu|gpu)(?::(\d+(?:,\d+)*))?$")
+
+
+def parse_ctx_spec(spec):
+    """Split a --ctx value into ``('auto', [])`` or ``(kind, [device ids])``.
+
+    >>> parse_ctx_spec('gpu:0,1')
+    ('gpu', [0, 1])
+    """
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return "auto", []
+    match = _SPEC.match(spec)
+    if not match:
+        raise ContextError(
+            "unknown --ctx %r: use auto, cpu, gpu, gpu:N, or a list such as gpu:0,1 or cpu:0,1" % spec
+        )
+    ids = [int(i) for i in match.group(2).split(",")] if match.group(2) else [0]
+    if len(set(ids)) != len(ids):
+        raise ContextError("--ctx %r names a device twice" % spec)
+    return match.group(1), ids
+
+
+def _probe(ctx):
+    """Run a small computation on ``ctx`` and wait for it: raises if ``ctx`` cannot compute."""
+    mx = import_mxnet()
+    x = mx.nd.ones((4, 4), ctx=ctx)
+    mx.nd.dot(x, x).asnumpy()  # asnumpy() waits, so asynchronous failures surface here
+
+
+def _gpu_unusable_reason(index):
+    """Return None if GPU ``index`` computes, else a sentence saying why not."""
+    mx = import_mxnet()
+    try:
+        count = mx.context.num_gpus()
+    except mx.base.MXNetError as err:
+        return "the CUDA driver does not answer (%s)" % str(err).splitlines()[0]
+    if index >= count:
+        return "no GPU %d is visible (this mxnet sees %d)" % (index, count)
+    try:
+        _probe(mx.gpu(index))
+    except mx.base.MXNetError as err:
+        return (
+            "GPU %d cannot compute (%s); mxnet-cu112 1.9.1 supports compute capability sm_50 to sm_86 "
+            "with CUDA 11.2 and cuDNN 8" % (index, str(err).strip().splitlines()[0])
+        )
+    return None
+
+
+def try_gpu(index=0):
+    """Return ``mx.gpu(index)`` if a computation there runs to the end, else ``mx.cpu()``, logging why."""
+    mx = import_mxnet()
+    reason = _gpu_unusable_reason(index)
+    if reason is None:
+        return mx.gpu(index)
+    logger.info("training on the CPU: %s", reason)
+    return mx.cpu()
+
+
+def resolve_contexts(spec):
+    """Return the list of MXNet contexts that a --ctx value names, each checked to compute."""
+    kind, ids = parse_ctx_spec(spec)
+    mx = import_mxnet()
+    if kind == "auto":
+        return [try_gpu(0)]
+    if kind == "cpu":
+        return [mx.cpu(i) for i in ids]
+    for i in ids:
+        reason = _gpu_unusable_reason(i)
+        if reason is not None:
+            raise ContextError("--ctx %s: %s. Use --ctx cpu or --ctx auto." % (spec, reason))
+    return [mx.gpu(i) for i in ids]

@@ -1,0 +1,197 @@
+"""Tokenised PTB as integer arrays, and the seed's batch layout. Pure NumPy.
+
+Nothing here imports mxnet, so the data layer can be used (and tested) on its
+own. ``batchify`` and ``get_batch`` only slice, reshape and transpose, so they
+work the same on a NumPy array and on an MXNet NDArray.
+"""
+
+import io
+import os
+import zipfile
+
+import numpy as np
+
+from .errors import DataError
+
+EOS = "<eos>"
+UNK = "<unk>"
+SPLITS = ("train", "valid", "test")
+
+
+class Dictionary(object):
+    """A two-way map between words and consecutive integer ids, in order of first sight."""
+
+    def __init__(self):
+        self.word_to_idx = {}
+        self.idx_to_word = []
+
+    def add_word(self, word):
+        """Return the id of ``word``, giving it the next free id if it is new."""
+        if word not in self.word_to_idx:
+            self.idx_to_word.append(word)
+            self.word_to_idx[word] = len(self.idx_to_word) - 1
+        return self.word_to_idx[word]
+
+    def __len__(self):
+        return len(self.idx_to_word)
+
+    def save(self, path):
+        """Write one word per line, in id order (a word never holds whitespace)."""
+        with io.open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.idx_to_word) + "\n")
+
+    @classmethod
+    def load(cls, path):
+        """Read a dictionary written by :meth:`save`."""
+        dictionary = cls()
+        with io.open(path, encoding="utf-8") as f:
+            for line in f:
+                word = line.rstrip("\n")
+                if word:
+                    dictionary.add_word(word)
+        return dictionary
+
+
+def tokenize_lines(lines):
+    """Yield the words of each line followed by ``<eos>``, as the seed does."""
+    for line in lines:
+        for word in line.split():
+            yield word
+        yield EOS
+
+
+def encode(lines, dictionary, unknown=None):
+    """Map the words of ``lines`` to an int32 array of ids.
+
+    With ``unknown=None`` new words are added to ``dictionary`` (how a corpus is
+    built). With ``unknown=WORD`` the dictionary is left as it is and words it
+    lacks map to the id of WORD; returns ``(ids, number_of_unknown_words)``.
+    """
+    if unknown is None:
+        ids = [dictionary.add_word(w) for w in tokenize_lines(lines)]
+        return np.array(ids, dtype=np.int32)
+    if unknown not in dictionary.word_to_idx:
+        raise DataError("the vocabulary has no %r to map unknown words to" % unknown)
+    unk_id = dictionary.word_to_idx[unknown]
+    lookup = dictionary.word_to_idx.get
+    ids = [lookup(w, -1) for w in tokenize_lines(lines)]
+    ids = np.array(ids, dtype=np.int32)
+    missing = ids < 0
+    ids[missing] = unk_id
+    return ids, int(missing.sum())
+
+
+class Corpus(object):
+    """PTB's three splits as int32 arrays of word ids, with one shared dictionary.
+
+    ``path`` is any of:
+
+    * a folder holding ``ptb.train.txt``, ``ptb.valid.txt``, ``ptb.test.txt``;
+    * a zip holding those three files (in any folder inside it);
+    * the seed's file prefix, e.g. ``'data/ptb/ptb.'``.
+
+    The dictionary grows over train, then valid, then test, so ids match the seed's.
+    """
+
+    def __init__(self, path):
+        self.dictionary = Dictionary()
+        texts = read_split_texts(path)
+        self.train = self.tokenize(texts["train"])
+        self.valid = self.tokenize(texts["valid"])
+        self.test = self.tokenize(texts["test"])
+
+    def tokenize(self, text):
+        """Add the words of ``text`` to the dictionary; return their ids (int32)."""
+        return encode(text.splitlines(), self.dictionary)
+
+    def splits(self):
+        """Return ``{'train': ids, 'valid': ids, 'test': ids}``."""
+        return {name: getattr(self, name) for name in SPLITS}
+
+
+def read_split_texts(path):
+    """Return ``{split: text}`` for the three PTB files found at ``path``."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        names = {s: os.path.join(path, "ptb.%s.txt" % s) for s in SPLITS}
+        return {s: _read_text_file(names[s], s) for s in SPLITS}
+    if os.path.isfile(path):
+        return _read_zip(path)
+    if os.path.isfile(path + "train.txt"):  # the seed's prefix form
+        return {s: _read_text_file(path + s + ".txt", s) for s in SPLITS}
+    raise DataError(
+        "data path %r does not exist: give --data a folder holding ptb.{train,valid,test}.txt "
+        "or the ptb.zip itself" % path
+    )
+
+
+def _check_text(text, split, where):
+    if not text.strip():
+        raise DataError("the %s split (%s) is empty: the PTB files are damaged, fetch them again" % (split, where))
+    return text
+
+
+def _read_text_file(name, split):
+    if not os.path.isfile(name):
+        raise DataError("the %s split is missing: expected the file %s" % (split, name))
+    with io.open(name, encoding="utf-8") as f:
+        return _check_text(f.read(), split, name)
+
+
+def _read_zip(path):
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise DataError(
+            "%s is not a zip file: give --data the PTB zip or a folder holding its three text files" % path
+        ) from None
+    with archive:
+        members = {os.path.basename(m): m for m in archive.namelist() if not m.endswith("/")}
+        texts = {}
+        for split in SPLITS:
+            member = members.get("ptb.%s.txt" % split)
+            if member is None:
+                raise DataError("the %s split is missing: %s holds no ptb.%s.txt" % (split, path, split))
+            text = archive.read(member).decode("utf-8")
+            texts[split] = _check_text(text, split, "%s:%s" % (path, member))
+    return texts
+
+
+def batchify(data, batch_size):
+    """Cut a 1-D id sequence into ``batch_size`` parallel streams, one per column.
+
+    The tail that does not fill a whole row is dropped. For the sequence
+    ``a b c d e f g h i j k`` and ``batch_size=2``::
+
+        a f
+        b g          shape (num_batches, batch_size) = (5, 2):
+        c h          column 0 is the stream a..e, column 1 is f..j,
+        d i          and k, which fills no row, is dropped.
+        e j
+
+    Reading down a column follows the text, so the hidden state left by one
+    batch is the right start for the next batch of the same column.
+    """
+    num_batches = data.shape[0] // batch_size
+    data = data[: num_batches * batch_size]
+    return data.reshape((batch_size, num_batches)).T
+
+
+def get_batch(source, i, num_steps):
+    """Return rows ``i .. i+num_steps-1`` of ``source`` and the rows one step later.
+
+    ``source`` is ``(num_rows, batch_size)`` as made by :func:`batchify`.
+    ``data`` is ``(seq_len, batch_size)`` (time-major, TN) and ``target`` is the
+    next word of each, flattened row by row to ``(seq_len * batch_size,)`` so it
+    lines up with the decoder's ``(seq_len * batch_size, vocab)`` output. The
+    last batch of a split may be shorter than ``num_steps``.
+    """
+    seq_len = min(num_steps, source.shape[0] - 1 - i)
+    data = source[i : i + seq_len]
+    target = source[i + 1 : i + 1 + seq_len]
+    return data, target.reshape((-1,))
+
+
+def batch_starts(num_rows, num_steps):
+    """The row indices where the batches of a ``(num_rows, batch_size)`` split begin."""
+    return range(0, num_rows - 1, num_steps)

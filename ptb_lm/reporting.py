@@ -1,0 +1,133 @@
+"""What a run tells: events as dicts, the seed's log lines, JSON lines and a progress bar.
+
+Training emits events, plain dicts with an ``"event"`` key:
+
+    {"event": "batch", "epoch": E, "batch": B, "loss": L, "ppl": P}
+    {"event": "epoch", "epoch": E, "train_loss": .., "val_loss": .., "val_ppl": .., "lr": ..,
+                       "train_tokens_per_sec": .., "time_s": ..}
+    {"event": "test", "test_loss": .., "test_ppl": .., "eval_batch_size": ..}
+
+Any callable taking one event can listen: :class:`History` keeps them for a
+notebook, :class:`JsonlWriter` writes them, :func:`log_event` logs the seed's lines.
+"""
+
+import json
+import logging
+import math
+import os
+import sys
+
+logger = logging.getLogger("ptb_lm")
+
+
+def perplexity(loss):
+    """exp(loss), or inf where that overflows."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+def format_event(event):
+    """The seed's log line for an event."""
+    kind = event["event"]
+    if kind == "batch":
+        return "[Epoch %d Batch %d] loss %.2f, perplexity %.2f" % (
+            event["epoch"], event["batch"], event["loss"], event["ppl"])
+    if kind == "epoch":
+        return ("[Epoch %d] time cost %.2fs, validation loss %.2f, validation perplexity %.2f "
+                "(train loss %.2f, %.0f tokens/s, lr %g)" % (
+                    event["epoch"], event["time_s"], event["val_loss"], event["val_ppl"],
+                    event["train_loss"], event["train_tokens_per_sec"], event["lr"]))
+    if kind == "test":
+        return "Test loss %.2f, test perplexity %.2f (eval batch size %d)" % (
+            event["test_loss"], event["test_ppl"], event["eval_batch_size"])
+    return json.dumps(event)
+
+
+def log_event(event):
+    logger.info(format_event(event))
+
+
+class History(object):
+    """Every event of a run, in order, with the per-epoch series a notebook wants."""
+
+    def __init__(self, events=None):
+        self.events = list(events or [])
+
+    def __call__(self, event):
+        self.events.append(event)
+
+    def of(self, kind):
+        return [e for e in self.events if e["event"] == kind]
+
+    def series(self, key, kind="epoch"):
+        """E.g. ``history.series('val_ppl')``: one value per epoch."""
+        return [e[key] for e in self.of(kind)]
+
+    @property
+    def test(self):
+        """The test event (``test_loss``, ``test_ppl``), or None before the end."""
+        tests = self.of("test")
+        return tests[-1] if tests else None
+
+    def __repr__(self):
+        return "History(%d epochs, val_ppl=%s, test=%s)" % (
+            len(self.of("epoch")), ["%.2f" % p for p in self.series("val_ppl")], self.test)
+
+
+class JsonlWriter(object):
+    """Append each event as one JSON line, flushed at once (a killed run keeps what it logged)."""
+
+    def __init__(self, path, append=False):
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        self._file = open(path, "a" if append else "w")
+
+    def __call__(self, event):
+        self._file.write(json.dumps(event) + "\n")
+        self._file.flush()
+
+    def close(self):
+        self._file.close()
+
+
+def read_jsonl(path):
+    """The events of a --log-json file."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Progress(object):
+    """A tqdm bar per epoch in a terminal; nothing otherwise (the log lines say enough)."""
+
+    def __init__(self, mode="auto", stream=None):
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if hasattr(self.stream, "isatty") and self.stream.isatty() else "plain"
+        self.enabled = mode == "bar"
+        self._bar = None
+
+    def start(self, epoch, total_batches):
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total_batches, desc="epoch %d" % epoch, unit="batch", file=self.stream,
+                         leave=False, dynamic_ncols=True)
+        self._tokens = 0
+
+    def update(self, tokens):
+        if self._bar is not None:
+            self._tokens += tokens
+            self._bar.update(1)
+
+    def report(self, loss):
+        if self._bar is not None:
+            rate = self._tokens / max(self._bar.format_dict["elapsed"], 1e-9)
+            self._bar.set_postfix(loss="%.2f" % loss, tok_s="%.0f" % rate, refresh=False)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

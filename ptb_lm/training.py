@@ -1,0 +1,210 @@
+"""Truncated backpropagation through time, one batch and one epoch at a time.
+
+Two engines run the same math (:data:`ENGINES`):
+
+* ``fast``: the model is hybridized (one compiled graph, static memory), the
+  loss and the gradient norm are summed on the device, and the host waits for
+  the device only when it reports, every ``eval_period`` batches.
+* ``imperative``: the seed's loop: the Block runs op by op, and every batch
+  waits twice, for the finiteness check inside clipping and for ``asscalar()``.
+
+Everything else (batches, clipping, the optimizer step, reporting) is shared.
+"""
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from ._compat import import_mxnet
+from .data import batch_starts, batchify, get_batch
+from .errors import TrainingDiverged
+
+mx = import_mxnet()
+from mxnet import autograd, gluon  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def detach(state):
+    """Cut the autograd graph behind ``state`` (an array, or a list/tuple of them).
+
+    The next batch continues the same streams, so it starts from this state; but
+    without the cut, backward would run through every earlier batch of the
+    epoch. Truncated BPTT stops the gradient at the batch boundary.
+    """
+    if isinstance(state, (tuple, list)):
+        return [s.detach() for s in state]
+    return state.detach()
+
+
+def stream_shards(batch_size, num_shards):
+    """Split the columns ``0..batch_size-1`` into ``num_shards`` contiguous ``(start, stop)`` blocks.
+
+    With 2 shards of 5 streams: ``[(0, 3), (3, 5)]``. Each device (or worker)
+    keeps the streams of its block, and their hidden state, across batches.
+    """
+    if num_shards > batch_size:
+        raise ValueError("cannot split %d streams over %d devices: raise --batch-size" % (batch_size, num_shards))
+    bounds = np.linspace(0, batch_size, num_shards + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class BatchPlan(object):
+    """A split laid out as in the seed, on the device(s), with every batch's views made once.
+
+    ``source[k]`` is the ``(num_rows, streams_k)`` array of shard k on ``ctxs[k]``;
+    ``batches[j][k]`` is ``(data, target)`` of batch j on that shard, as
+    :func:`~ptb_lm.data.get_batch` returns them (views, not copies).
+    """
+
+    def __init__(self, ids, batch_size, num_steps, ctxs, shards=None):
+        batched = batchify(ids, batch_size)  # (num_rows, batch_size)
+        shards = shards or stream_shards(batch_size, len(ctxs))
+        self.num_rows = batched.shape[0]
+        self.ctxs = list(ctxs)
+        self.streams = [stop - start for start, stop in shards]
+        self.source = [mx.nd.array(np.ascontiguousarray(batched[:, a:b]), ctx=ctx, dtype="int32")
+                       for (a, b), ctx in zip(shards, ctxs)]
+        self.batches = [[get_batch(src, i, num_steps) for src in self.source]
+                        for i in batch_starts(self.num_rows, num_steps)]
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class LossMeter(object):
+    """Sums per-token losses and gradient norms, on the device unless told to wait every batch.
+
+    A NaN or inf anywhere makes the running sum NaN or inf, so checking the sum
+    when it is read catches every divergent batch since the last read.
+    """
+
+    def __init__(self, ctx, sync_every_batch):
+        self.ctx = ctx
+        self.sync_every_batch = sync_every_batch
+        self.reset()
+
+    def reset(self):
+        if self.sync_every_batch:
+            self.loss_sum, self.norm_sum = 0.0, 0.0
+        else:  # two arrays: the sums are added to in place
+            self.loss_sum, self.norm_sum = mx.nd.zeros((1,), ctx=self.ctx), mx.nd.zeros((1,), ctx=self.ctx)
+        self.tokens = 0
+
+    def add(self, loss_sums, grad_norm, tokens):
+        total = loss_sums[0] if len(loss_sums) == 1 else mx.nd.add_n(*[s.as_in_context(self.ctx) for s in loss_sums])
+        if self.sync_every_batch:
+            self.loss_sum += total.asscalar()
+            self.norm_sum += float(grad_norm)
+        else:
+            self.loss_sum += total
+            self.norm_sum += grad_norm.as_in_context(self.ctx)
+        self.tokens += tokens
+
+    def read(self):
+        """Return ``(summed loss, tokens)`` and reset; raise TrainingDiverged on NaN or inf."""
+        loss_sum, norm_sum, tokens = self.loss_sum, self.norm_sum, self.tokens
+        if not self.sync_every_batch:
+            loss_sum, norm_sum = (float(v) for v in mx.nd.concat(loss_sum, norm_sum, dim=0).asnumpy())
+        self.reset()
+        if not (math.isfinite(loss_sum) and math.isfinite(norm_sum)):
+            raise TrainingDiverged(
+                "training diverged: the %s became %s; lower --lr or --clipping-norm"
+                % ("loss" if not math.isfinite(loss_sum) else "gradient norm",
+                   loss_sum if not math.isfinite(loss_sum) else norm_sum)
+            )
+        return loss_sum, tokens
+
+
+def clip_gradients(params, ctxs, max_norm, check_isfinite):
+    """Scale every gradient so that their global 2-norm is at most ``max_norm``; return the norm.
+
+    Why clip: an RNN's gradient can explode over a few steps, and one huge step
+    undoes the training so far. The norm is taken over all parameters at once
+    (the seed's ``clip_global_norm``), on the first context: after the
+    all-reduce every context holds the same summed gradient, and each is scaled
+    by the same factor.
+    """
+    grads = [p.grad(ctxs[0]) for p in params]
+    norm = gluon.utils.clip_global_norm(grads, max_norm, check_isfinite=check_isfinite)
+    if len(ctxs) > 1:
+        total = norm if not check_isfinite else mx.nd.array([norm], ctx=ctxs[0])
+        scale = mx.nd.minimum(max_norm / (total + 1e-8), 1.0)  # the factor clip_global_norm used
+        for ctx in ctxs[1:]:
+            factor = scale.as_in_context(ctx)
+            for p in params:
+                grad = p.grad(ctx)
+                grad *= factor
+    return norm
+
+
+def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, progress=None,
+                global_batch_size=None):
+    """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
+
+    ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches.
+    ``global_batch_size`` is the batch size summed over all workers (default:
+    this process's), which sets both the clipping threshold and the step scale.
+    """
+    batch_size = global_batch_size or config.batch_size
+    imperative = config.engine == "imperative"
+    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
+    # The gradient is of the loss summed over num_steps x batch_size tokens, so the
+    # per-token clipping_norm scales by both (the seed's rule); a short last batch keeps it.
+    clip_at = config.clipping_norm * config.num_steps * batch_size
+    ctxs = plan.ctxs
+    hidden = [model.begin_state(func=mx.nd.zeros, batch_size=n, ctx=ctx) for n, ctx in zip(plan.streams, ctxs)]
+    period = LossMeter(ctxs[0], sync_every_batch=imperative)
+    epoch_loss, epoch_tokens = 0.0, 0
+    start = time.time()
+    for ibatch, shards in enumerate(plan.batches):
+        if config.max_batches is not None and ibatch >= config.max_batches:
+            break
+        hidden = [detach(h) for h in hidden]
+        losses = []
+        with autograd.record():
+            for k, (data, target) in enumerate(shards):
+                output, hidden[k] = model(data, hidden[k])
+                losses.append(loss_fn(output, target))
+        autograd.backward(losses)  # the loss summed over tokens, as the seed's L.backward()
+        trainer.allreduce_grads()
+        grad_norm = clip_gradients(params, ctxs, clip_at, check_isfinite=imperative)
+        trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the seed's step
+        tokens = sum(t.shape[0] for _, t in shards)
+        period.add([l.sum() for l in losses], grad_norm, tokens)
+        if progress is not None:
+            progress.update(tokens)
+        if ibatch % config.eval_period == 0 and ibatch > 0:
+            loss_sum, count = period.read()
+            epoch_loss, epoch_tokens = epoch_loss + loss_sum, epoch_tokens + count
+            if on_report is not None:
+                on_report(ibatch, loss_sum / count)
+    loss_sum, count = period.read()
+    epoch_loss, epoch_tokens = epoch_loss + loss_sum, epoch_tokens + count
+    mx.nd.waitall()
+    return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start
+
+
+def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False):
+    """Mean per-token loss of ``model`` over a batchified split (the seed's ``model_eval``).
+
+    ``data_source`` is ``(num_rows, batch_size)`` on one context; the state starts
+    at zero and carries across batches, as in training. Runs outside
+    ``autograd.record()``, so dropout is off and no graph is kept. The batch size
+    changes the result (each column starts from a zero state), so report it.
+    """
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    ctx = data_source.context
+    hidden = model.begin_state(func=mx.nd.zeros, batch_size=data_source.shape[1], ctx=ctx)
+    total = 0.0 if sync_every_batch else mx.nd.zeros((1,), ctx=ctx)
+    count = 0
+    for i in batch_starts(data_source.shape[0], num_steps):
+        data, target = get_batch(data_source, i, num_steps)
+        output, hidden = model(data, hidden)
+        batch_sum = loss_fn(output, target).sum()
+        total += batch_sum.asscalar() if sync_every_batch else batch_sum
+        count += target.shape[0]
+    total = total if sync_every_batch else total.asscalar()
+    return total / count

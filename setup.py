@@ -1,0 +1,36 @@
+"""ptb-lm: install with  pip install -e '.[cpu,test]'  (or '.[cu112]' on a CUDA 11.2 GPU)."""
+import io
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+setup(
+    name="ptb-lm",
+    version="0.1.0",
+    description="Word-level RNN language model on Penn Treebank, trained with MXNet Gluon",
+    long_description=io.open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ptb_lm", "ptb_lm.*"]),
+    # MXNet 1.9.1 is the last release and needs numpy < 2. Tested: CPython 3.11 (numpy 1.23.5)
+    # and 3.12 (numpy 1.26.4, with np.bool aliased in ptb_lm/_compat.py and setuptools for distutils).
+    python_requires=">=3.8,<3.13",
+    install_requires=[
+        "numpy>=1.17,<1.24; python_version<'3.12'",
+        "numpy>=1.26,<2; python_version>='3.12'",
+        "setuptools; python_version>='3.12'",
+        "tqdm>=4.40",
+    ],
+    extras_require={
+        "cpu": ["mxnet==1.9.1"],
+        "cu112": ["mxnet-cu112==1.9.1"],
+        "plot": ["matplotlib>=3.3"],
+        "test": ["pytest>=7", "matplotlib>=3.3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "ptb-lm-train=ptb_lm.cli:train_main",
+        ]
+    },
+)
