@@ -1,0 +1,118 @@
+"""The command line, run as a user runs it: in a fresh interpreter."""
+import json
+import os
+import zipfile
+
+import pytest
+
+from conftest import ROOT, run_cli, write_tiny_corpus
+
+TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
+        "--ctx", "cpu", "--progress", "none"]
+
+
+def assert_one_line_error(result, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in words:
+        assert word in lines[0]
+
+
+def test_help_explains_every_seed_flag():
+    out = run_cli(["--help"])
+    assert out.returncode == 0
+    for flag in ["--mode", "--embed-dim", "--hidden-dim", "--num-layers", "--lr", "--clipping-norm", "--epochs",
+                 "--batch-size", "--num-steps", "--dropout", "--eval-period", "--data", "--ctx", "--seed",
+                 "--max-batches", "--log-json", "--engine", "--preset", "--resume", "--save-dir"]:
+        assert flag in out.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mode", "transformer"], ["rnn_relu, rnn_tanh, lstm, gru"]),
+    (["--batch-size", "0"], ["batch_size"]),
+    (["--num-steps", "0"], ["num_steps"]),
+    (["--batch-size", "100"], ["too large", "split"]),
+    (["--num-steps", "100"], ["num_steps 100 is too large"]),
+    (["--lr", "-1"], ["lr must be"]),
+    (["--dropout", "1"], ["dropout must be in [0, 1)"]),
+    (["--dropout", "-0.5"], ["dropout"]),
+    (["--ctx", "tpu:0"], ["unknown --ctx"]),
+])
+def test_bad_settings_give_one_line(tiny_corpus, args, words):
+    out = run_cli(["--data", tiny_corpus] + TINY + args)
+    assert_one_line_error(out, *words)
+
+
+def test_bad_data_gives_one_line(tmp_path):
+    out = run_cli(["--data", str(tmp_path / "missing")] + TINY)
+    assert_one_line_error(out, "does not exist")
+    fake = tmp_path / "fake.zip"
+    fake.write_text("hello")
+    assert_one_line_error(run_cli(["--data", str(fake)] + TINY), "not a zip")
+    folder = write_tiny_corpus(str(tmp_path / "c"))
+    os.remove(os.path.join(folder, "ptb.test.txt"))
+    assert_one_line_error(run_cli(["--data", folder] + TINY), "test split is missing")
+    open(os.path.join(folder, "ptb.test.txt"), "w").close()
+    assert_one_line_error(run_cli(["--data", folder] + TINY), "test split", "empty")
+
+
+def test_checksum_mismatch_of_the_default_zip_gives_one_line(tmp_path, tiny_corpus):
+    (tmp_path / "data").mkdir()
+    with zipfile.ZipFile(str(tmp_path / "data" / "ptb.zip"), "w") as z:
+        z.write(os.path.join(tiny_corpus, "ptb.train.txt"), "ptb/ptb.train.txt")
+    out = run_cli([os.path.join(ROOT, "scripts", "train.py")] + TINY, cwd=str(tmp_path))
+    assert_one_line_error(out, "sha1")
+    assert (tmp_path / "data" / "ptb.zip").exists()  # the user's file is left as it was
+
+
+def test_missing_mxnet_names_the_install_command(tmp_path, tiny_corpus):
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['mxnet'] = None\n")
+    env = dict(os.environ, PYTHONPATH=str(blocker))
+    out = run_cli(["--data", tiny_corpus] + TINY, env=env)
+    assert_one_line_error(out, "mxnet is not installed", "pip install 'mxnet==1.9.1'")
+
+
+def test_gpu_wheel_without_cuda_names_the_cpu_wheel(tmp_path, tiny_corpus):
+    fake = tmp_path / "fake" / "mxnet"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise OSError('libcuda.so.1: cannot open shared object file: No such file or directory')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    out = run_cli(["--data", tiny_corpus] + TINY, env=env)
+    assert_one_line_error(out, "libcuda.so.1", "pip uninstall -y mxnet-cu112")
+
+
+def test_log_json_writes_batch_epoch_and_test_events(tiny_corpus, tmp_path):
+    log = tmp_path / "run.jsonl"
+    out = run_cli(["--data", tiny_corpus, "--log-json", str(log), "--eval-period", "10", "--seed", "1"]
+                  + TINY + ["--epochs", "2"])
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(l) for l in log.read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("epoch") == 2 and kinds[-1] == "test" and "batch" in kinds
+    batch = next(e for e in events if e["event"] == "batch")
+    assert set(batch) == {"event", "epoch", "batch", "loss", "ppl"}
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert {"epoch", "train_loss", "val_loss", "val_ppl", "train_tokens_per_sec", "time_s"} <= set(epoch)
+    assert set(events[-1]) >= {"test_loss", "test_ppl"}
+    # the seed's log lines are printed too
+    assert "[Epoch 1 Batch 10] loss" in out.stdout and "[Epoch 2] time cost" in out.stdout
+    assert "Test loss" in out.stdout
+
+
+@pytest.mark.ptb
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["rnn_relu", "rnn_tanh", "lstm", "gru"])
+def test_every_mode_learns_on_real_ptb(ptb_zip, tmp_path, mode):
+    log = tmp_path / "run.jsonl"
+    out = run_cli(["--data", ptb_zip, "--mode", mode, "--max-batches", "200", "--eval-period", "50",
+                   "--epochs", "1", "--seed", "1", "--log-json", str(log), "--progress", "none"])
+    assert out.returncode == 0, out.stderr
+    losses = [json.loads(l)["loss"] for l in log.read_text().splitlines() if '"batch"' in l]
+    assert len(losses) == 3  # batches 50, 100, 150
+    assert all(l == l and l < 50 for l in losses)  # finite
+    assert losses[-1] < losses[0]

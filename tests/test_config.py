@@ -1,0 +1,72 @@
+import pytest
+
+from ptb_lm.config import PRESETS, TrainConfig, check_fits_data, from_preset
+from ptb_lm.errors import ConfigError
+
+
+def test_defaults_are_the_seeds_hyperparameters():
+    # the seed's notebook cell In [6], checked field by field
+    seed = dict(mode="rnn_relu", embed_dim=100, hidden_dim=100, num_layers=2, lr=1.0, clipping_norm=0.2,
+                epochs=100, batch_size=32, num_steps=5, dropout=0.2, eval_period=500)
+    config = TrainConfig()
+    assert {k: getattr(config, k) for k in seed} == seed
+    assert config.eval_batch == config.batch_size  # evaluation at the training batch size
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(mode="transformer"), "rnn_relu, rnn_tanh, lstm, gru"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(num_steps=-1), "num_steps"),
+    (dict(lr=-0.1), "lr"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(engine="turbo"), "engine"),
+    (dict(tied=True, embed_dim=100, hidden_dim=200), "embed_dim == hidden_dim"),
+    (dict(lr_decay_after=3), "go together"),
+])
+def test_bad_settings_raise_a_clear_error(change, words):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**change)
+    assert words in str(err.value)
+
+
+def test_config_is_frozen_and_replace_validates():
+    config = TrainConfig()
+    with pytest.raises(Exception):
+        config.lr = 2.0
+    assert config.replace(lr=0.5).lr == 0.5 and config.lr == 1.0
+    with pytest.raises(ConfigError):
+        config.replace(dropout=2.0)
+
+
+def test_batch_must_fit_the_smallest_split():
+    lengths = {"train": 1000, "valid": 100, "test": 90}
+    check_fits_data(TrainConfig(batch_size=10, num_steps=5), lengths)
+    with pytest.raises(ConfigError) as err:
+        check_fits_data(TrainConfig(batch_size=50, num_steps=5), lengths)
+    assert "test split" in str(err.value) and "at most 45" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        check_fits_data(TrainConfig(batch_size=10, num_steps=9), lengths)
+    assert "num_steps 9" in str(err.value)
+
+
+def test_presets_are_overridden_by_explicit_values():
+    small = from_preset("zaremba-small")
+    assert (small.mode, small.hidden_dim, small.num_steps, small.batch_size) == ("lstm", 200, 20, 20)
+    # Zaremba clips the batch-averaged, time-summed gradient at 5: per token that is 5 / num_steps
+    assert small.clipping_norm * small.num_steps == pytest.approx(5.0)
+    assert from_preset("zaremba-large").clipping_norm * 35 == pytest.approx(10.0)
+    changed = from_preset("zaremba-small", lr=0.5, epochs=2)
+    assert (changed.lr, changed.epochs, changed.hidden_dim) == (0.5, 2, 200)
+    assert from_preset("zaremba-small-tied").tied and not small.tied
+    assert from_preset("seed") == TrainConfig()
+    with pytest.raises(ConfigError):
+        from_preset("nope")
+    assert set(PRESETS) >= {"seed", "zaremba-small", "zaremba-medium", "zaremba-large"}
+
+
+def test_config_round_trips_through_json():
+    import json
+
+    config = from_preset("zaremba-medium", seed=4)
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config

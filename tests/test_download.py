@@ -1,0 +1,102 @@
+"""The download path, served from a local HTTP server (no machine here reaches the public address)."""
+import functools
+import hashlib
+import http.server
+import os
+import shutil
+import threading
+import zipfile
+
+import pytest
+
+from ptb_lm.download import ChecksumMismatch, DataError, download, locate_ptb, safe_extract, sha1_of, unpack_ptb
+
+
+@pytest.fixture
+def served(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1; yield (folder, base_url)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_and_unpack_real_ptb_from_a_local_server(served, ptb_zip, tmp_path):
+    www, url = served
+    shutil.copy(ptb_zip, str(www / "ptb.zip"))
+    expected = sha1_of(ptb_zip)
+    data_dir = tmp_path / "data"
+    path = locate_ptb(None, data_dir=str(data_dir), url=url + "/ptb.zip", sha1=expected)
+    assert path == os.path.join(str(data_dir), "ptb")
+    assert sha1_of(str(data_dir / "ptb.zip")) == expected
+    assert sorted(os.listdir(path)) == ["ptb.test.txt", "ptb.train.txt", "ptb.valid.txt"]
+    assert not [n for n in os.listdir(str(data_dir)) if n.startswith(".")]  # no temporary left
+    # a second call uses the unpacked folder and downloads nothing
+    os.remove(str(www / "ptb.zip"))
+    assert locate_ptb(None, data_dir=str(data_dir), url=url + "/ptb.zip", sha1=expected) == path
+
+
+def test_corrupted_download_is_refused_and_nothing_is_kept(served, ptb_zip, tmp_path):
+    www, url = served
+    good = open(ptb_zip, "rb").read()
+    (www / "ptb.zip").write_bytes(good[:1000] + b"X" + good[1001:])
+    data_dir = tmp_path / "data"
+    with pytest.raises(ChecksumMismatch) as err:
+        locate_ptb(None, data_dir=str(data_dir), url=url + "/ptb.zip", sha1=hashlib.sha1(good).hexdigest())
+    assert "sha1" in str(err.value)
+    assert os.listdir(str(data_dir)) == []  # neither ptb.zip nor a temporary file
+
+
+def test_unreachable_address_is_one_clear_error(tmp_path, served):
+    _, url = served
+    with pytest.raises(DataError) as err:
+        download(url + "/absent.zip", str(tmp_path / "x.zip"), "0" * 40)
+    assert "could not download" in str(err.value)
+    assert not os.path.exists(str(tmp_path / "x.zip"))
+
+
+def test_default_zip_with_wrong_checksum_is_refused(tmp_path, tiny_corpus):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with zipfile.ZipFile(str(data_dir / "ptb.zip"), "w") as z:
+        z.write(os.path.join(tiny_corpus, "ptb.train.txt"), "ptb/ptb.train.txt")
+    with pytest.raises(ChecksumMismatch) as err:
+        locate_ptb(None, data_dir=str(data_dir))
+    assert "delete it" in str(err.value)
+
+
+def test_default_prefers_the_unpacked_folder(tmp_path, tiny_corpus):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_corpus, str(data_dir / "ptb"))
+    assert locate_ptb(None, data_dir=str(data_dir)) == os.path.join(str(data_dir), "ptb")
+
+
+@pytest.mark.parametrize("evil", ["../escape.txt", "/abs/escape.txt", "ptb/../../escape.txt"])
+def test_extraction_refuses_members_outside_the_target(tmp_path, evil):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(str(archive), "w") as z:
+        z.writestr("ptb/ok.txt", "fine")
+        z.writestr(evil, "escaped")
+    target = tmp_path / "out" / "inner"
+    with pytest.raises(DataError) as err:
+        safe_extract(str(archive), str(target))
+    assert "outside" in str(err.value)
+    assert not (tmp_path / "out" / "escape.txt").exists() and not (tmp_path / "escape.txt").exists()
+    assert not (target / "ptb" / "ok.txt").exists()  # refused before anything was written
+
+
+def test_unpack_is_atomic_on_a_bad_archive(tmp_path):
+    archive = tmp_path / "incomplete.zip"
+    with zipfile.ZipFile(str(archive), "w") as z:
+        z.writestr("ptb/ptb.train.txt", "a b")
+    with pytest.raises(DataError):
+        unpack_ptb(str(archive), str(tmp_path / "ptb"))
+    assert sorted(os.listdir(str(tmp_path))) == ["incomplete.zip"]

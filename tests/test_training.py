@@ -1,0 +1,101 @@
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from ptb_lm import TrainConfig
+from ptb_lm.data import Corpus, batchify
+from ptb_lm.model import RNNModel
+from ptb_lm.runner import seed_everything, setup
+from ptb_lm.training import LossMeter, detach, evaluate, stream_shards, train_epoch
+
+from seed_reference import seed_train_losses
+
+MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
+
+
+def per_batch_losses(config, corpus):
+    """Our training loop on ``config``, reporting every batch: the summed loss of each batch."""
+    seed_everything(config.seed)
+    run = setup(config, corpus)
+    losses = []
+    train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(eval_period=1), 1,
+                on_report=lambda b, loss: losses.append(loss))
+    return losses, run
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("engine", ["fast", "imperative"])
+def test_training_does_the_seed_math(tiny_corpus, mode, engine):
+    """Same seed, same data: our per-batch losses equal the seed's code's, batch by batch."""
+    corpus = Corpus(tiny_corpus)
+    config = TrainConfig(mode=mode, engine=engine, seed=3, batch_size=4, num_steps=5, embed_dim=16,
+                         hidden_dim=16, dropout=0.2, max_batches=25, data=tiny_corpus, ctx="cpu")
+    ours, _ = per_batch_losses(config, corpus)
+    seed_everything(3)
+    train = mx.nd.array(batchify(corpus.train, 4), dtype="int32")
+    theirs = seed_train_losses(train, len(corpus.dictionary), mode, 16, 16, 2, 1.0, 0.2, 4, 5, 0.2, 25)
+    # As the seed, the first report (batch 1) covers batches 0 and 1; then one batch each.
+    theirs_per_token = [(theirs[0] + theirs[1]) / 40] + [l / 20 for l in theirs[2:]]
+    assert len(ours) == len(theirs_per_token) == 24
+    np.testing.assert_allclose(ours, theirs_per_token, rtol=1e-5)
+
+
+def test_fast_and_imperative_engines_agree_and_learn(tiny_corpus):
+    corpus = Corpus(tiny_corpus)
+    base = TrainConfig(mode="lstm", seed=5, batch_size=4, num_steps=6, embed_dim=16, hidden_dim=16, dropout=0.0,
+                       data=tiny_corpus, ctx="cpu", eval_period=10)
+    results = {}
+    for engine in ("fast", "imperative"):
+        seed_everything(5)
+        run = setup(base.replace(engine=engine), corpus)
+        losses = [train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, run.config, e)[0]
+                  for e in range(1, 4)]
+        val = evaluate(run.model, run.eval_source("valid"), 6, sync_every_batch=engine == "imperative")
+        results[engine] = losses + [val]
+    np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-5)
+    assert results["fast"][2] < results["fast"][0]  # it learns
+
+
+def test_detach_cuts_the_graph_for_arrays_and_lists():
+    x = mx.nd.ones((2,))
+    x.attach_grad()
+    with mx.autograd.record():
+        y = x * 2
+        z = detach(y) * 3 + y
+    z.backward()
+    assert x.grad.asnumpy().tolist() == [2.0, 2.0]  # only the path through y, not through detach(y)
+    state = [mx.nd.ones((1,)), mx.nd.zeros((1,))]
+    assert isinstance(detach(state), list) and len(detach(state)) == 2
+
+
+def test_evaluate_is_the_same_with_and_without_per_batch_sync(tiny_corpus):
+    corpus = Corpus(tiny_corpus)
+    model = RNNModel("gru", len(corpus.dictionary), 8, 8, 2, 0.5)
+    model.initialize_parameters(mx.cpu())
+    source = mx.nd.array(batchify(corpus.valid, 3), dtype="int32")
+    a = evaluate(model, source, 4, sync_every_batch=True)
+    b = evaluate(model, source, 4, sync_every_batch=False)
+    assert math.isclose(a, b, rel_tol=1e-6)
+    assert a > 0 and math.isfinite(a)
+
+
+def test_loss_meter_reports_divergence():
+    from ptb_lm.errors import TrainingDiverged
+
+    for sync in (True, False):
+        meter = LossMeter(mx.cpu(), sync_every_batch=sync)
+        norm = 1.0 if sync else mx.nd.array([1.0])
+        meter.add([mx.nd.array([2.0])], norm, 4)
+        assert meter.read() == (2.0, 4)
+        meter.add([mx.nd.array([float("nan")])], norm, 4)
+        with pytest.raises(TrainingDiverged):
+            meter.read()
+
+
+def test_stream_shards_cover_every_stream_once():
+    for batch, n in [(5, 2), (32, 3), (4, 4)]:
+        shards = stream_shards(batch, n)
+        assert len(shards) == n and shards[0][0] == 0 and shards[-1][1] == batch
+        assert all(a < b for a, b in shards) and all(s[1] == t[0] for s, t in zip(shards, shards[1:]))
