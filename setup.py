@@ -13,8 +13,9 @@ setup(
     long_description=io.open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ptb_lm", "ptb_lm.*"]),
-    # MXNet 1.9.1 is the last release and needs numpy < 2. Tested: CPython 3.11 (numpy 1.23.5)
-    # and 3.12 (numpy 1.26.4, with np.bool aliased in ptb_lm/_compat.py and setuptools for distutils).
+    # MXNet 1.9.1 is the last release and needs numpy < 2, and numpy >= 1.24 lacks the np.bool it
+    # uses (ptb_lm/_compat.py aliases it back). Tested: CPython 3.11 with numpy 1.23.5 (CI).
+    # 3.12 needs numpy 1.26 and setuptools (mxnet imports distutils).
     python_requires=">=3.8,<3.13",
     install_requires=[
         "numpy>=1.17,<1.24; python_version<'3.12'",

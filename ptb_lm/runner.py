@@ -101,6 +101,20 @@ def create_kvstore(config, ctxs):
     return mx.kv.create(config.kvstore), 0, 1
 
 
+def make_optimizer(config):
+    """The seed's SGD: no momentum, no weight decay.
+
+    MXNet's SGD updates parameters in groups of four with one ``multi_sgd_update``
+    call by default (the seed's way, kept by the imperative engine). On this CPU
+    that op is about 1.6x slower than one ``sgd_update`` per parameter, which
+    computes the same float32 result bit for bit; the fast engine uses the latter.
+    """
+    optimizer = mx.optimizer.SGD(learning_rate=config.lr, momentum=0, wd=0)
+    if config.engine == "fast":
+        optimizer.aggregate_num = 0
+    return optimizer
+
+
 def setup(config, corpus=None):
     """Build the data plan, the model and the trainer that ``config`` describes."""
     corpus = corpus or load_corpus(config)
@@ -114,9 +128,8 @@ def setup(config, corpus=None):
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     if config.engine == "fast":
         loss_fn.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(model.collect_params(), "sgd",
-                            {"learning_rate": config.lr, "momentum": 0, "wd": 0},
-                            kvstore=kv, update_on_kvstore=False if kv is not None else None)
+    trainer = gluon.Trainer(model.collect_params(), make_optimizer(config), kvstore=kv,
+                            update_on_kvstore=False if kv is not None else None)
     # Worker r of n, with k contexts, owns stream blocks r*k .. r*k+k-1 of n*k.
     shards = stream_shards(config.batch_size, num_workers * len(ctxs))[rank * len(ctxs):(rank + 1) * len(ctxs)]
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)

@@ -75,7 +75,7 @@ class BatchPlan(object):
 
 
 class LossMeter(object):
-    """Sums per-token losses and gradient norms, on the device unless told to wait every batch.
+    """Sums per-token losses, on the device unless told to wait for every batch.
 
     A NaN or inf anywhere makes the running sum NaN or inf, so checking the sum
     when it is read catches every divergent batch since the last read.
@@ -87,56 +87,57 @@ class LossMeter(object):
         self.reset()
 
     def reset(self):
-        if self.sync_every_batch:
-            self.loss_sum, self.norm_sum = 0.0, 0.0
-        else:  # two arrays: the sums are added to in place
-            self.loss_sum, self.norm_sum = mx.nd.zeros((1,), ctx=self.ctx), mx.nd.zeros((1,), ctx=self.ctx)
+        self.loss_sum = 0.0 if self.sync_every_batch else mx.nd.zeros((1,), ctx=self.ctx)
         self.tokens = 0
 
-    def add(self, loss_sums, grad_norm, tokens):
+    def add(self, loss_sums, tokens):
+        """Add the summed losses of one batch (one 1-element array per context)."""
         total = loss_sums[0] if len(loss_sums) == 1 else mx.nd.add_n(*[s.as_in_context(self.ctx) for s in loss_sums])
-        if self.sync_every_batch:
-            self.loss_sum += total.asscalar()
-            self.norm_sum += float(grad_norm)
-        else:
-            self.loss_sum += total
-            self.norm_sum += grad_norm.as_in_context(self.ctx)
+        self.loss_sum += total.asscalar() if self.sync_every_batch else total  # += on an NDArray is in place
         self.tokens += tokens
 
     def read(self):
         """Return ``(summed loss, tokens)`` and reset; raise TrainingDiverged on NaN or inf."""
-        loss_sum, norm_sum, tokens = self.loss_sum, self.norm_sum, self.tokens
-        if not self.sync_every_batch:
-            loss_sum, norm_sum = (float(v) for v in mx.nd.concat(loss_sum, norm_sum, dim=0).asnumpy())
+        loss_sum = self.loss_sum if self.sync_every_batch else self.loss_sum.asscalar()
+        tokens = self.tokens
         self.reset()
-        if not (math.isfinite(loss_sum) and math.isfinite(norm_sum)):
-            raise TrainingDiverged(
-                "training diverged: the %s became %s; lower --lr or --clipping-norm"
-                % ("loss" if not math.isfinite(loss_sum) else "gradient norm",
-                   loss_sum if not math.isfinite(loss_sum) else norm_sum)
-            )
-        return loss_sum, tokens
+        if not math.isfinite(loss_sum):
+            raise TrainingDiverged("training diverged: the loss became %s; lower --lr or --clipping-norm" % loss_sum)
+        return float(loss_sum), tokens
 
 
-def clip_gradients(params, ctxs, max_norm, check_isfinite):
+def clip_gradients(params, ctxs, max_norm, engine):
     """Scale every gradient so that their global 2-norm is at most ``max_norm``; return the norm.
 
     Why clip: an RNN's gradient can explode over a few steps, and one huge step
-    undoes the training so far. The norm is taken over all parameters at once
-    (the seed's ``clip_global_norm``), on the first context: after the
-    all-reduce every context holds the same summed gradient, and each is scaled
-    by the same factor.
+    undoes the training so far. The norm is taken over all parameters at once,
+    on the first context: after the all-reduce every context holds the same
+    summed gradient, and each is scaled by the same factor.
+
+    ``imperative`` calls the seed's ``gluon.utils.clip_global_norm``, which waits
+    for the device twice and always multiplies every gradient by the factor
+    through a broadcast. ``fast`` does the same arithmetic, op for op, waits once
+    to read the norm and the factor together, and multiplies only when the factor
+    is below 1, by a plain scalar: the same float32 products, a fraction of the time.
     """
     grads = [p.grad(ctxs[0]) for p in params]
-    norm = gluon.utils.clip_global_norm(grads, max_norm, check_isfinite=check_isfinite)
-    if len(ctxs) > 1:
-        total = norm if not check_isfinite else mx.nd.array([norm], ctx=ctxs[0])
-        scale = mx.nd.minimum(max_norm / (total + 1e-8), 1.0)  # the factor clip_global_norm used
-        for ctx in ctxs[1:]:
-            factor = scale.as_in_context(ctx)
-            for p in params:
-                grad = p.grad(ctx)
-                grad *= factor
+    if engine == "imperative":
+        norm = gluon.utils.clip_global_norm(grads, max_norm, check_isfinite=True)  # scales ctxs[0]'s
+        # the factor it used, in its float32 arithmetic, for the other contexts' copies
+        factor = min(float(np.float32(max_norm) / (np.float32(norm) + np.float32(1e-8))), 1.0)
+        to_scale = ctxs[1:]
+    else:
+        ctx = ctxs[0]
+        total = mx.nd.sqrt(mx.nd.add_n(*[mx.nd.dot(g.reshape((-1,)), g.reshape((-1,))) for g in grads]))
+        scale = mx.nd.min(mx.nd.concat(max_norm / (total + 1e-8), mx.nd.ones(1, ctx=ctx), dim=0))
+        norm, factor = (float(v) for v in mx.nd.concat(total, scale, dim=0).asnumpy())
+        to_scale = ctxs if factor < 1.0 else []
+    for ctx in to_scale:
+        for p in params:
+            grad = p.grad(ctx)
+            grad *= factor
+    if not math.isfinite(norm):
+        raise TrainingDiverged("training diverged: the gradient norm became %s; lower --lr or --clipping-norm" % norm)
     return norm
 
 
@@ -170,10 +171,10 @@ def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, pr
                 losses.append(loss_fn(output, target))
         autograd.backward(losses)  # the loss summed over tokens, as the seed's L.backward()
         trainer.allreduce_grads()
-        grad_norm = clip_gradients(params, ctxs, clip_at, check_isfinite=imperative)
+        clip_gradients(params, ctxs, clip_at, config.engine)
         trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the seed's step
         tokens = sum(t.shape[0] for _, t in shards)
-        period.add([l.sum() for l in losses], grad_norm, tokens)
+        period.add([l.sum() for l in losses], tokens)
         if progress is not None:
             progress.update(tokens)
         if ibatch % config.eval_period == 0 and ibatch > 0:

@@ -8,7 +8,7 @@ from ptb_lm import TrainConfig
 from ptb_lm.data import Corpus, batchify
 from ptb_lm.model import RNNModel
 from ptb_lm.runner import seed_everything, setup
-from ptb_lm.training import LossMeter, detach, evaluate, stream_shards, train_epoch
+from ptb_lm.training import LossMeter, clip_gradients, detach, evaluate, stream_shards, train_epoch
 
 from seed_reference import seed_train_losses
 
@@ -86,12 +86,41 @@ def test_loss_meter_reports_divergence():
 
     for sync in (True, False):
         meter = LossMeter(mx.cpu(), sync_every_batch=sync)
-        norm = 1.0 if sync else mx.nd.array([1.0])
-        meter.add([mx.nd.array([2.0])], norm, 4)
-        assert meter.read() == (2.0, 4)
-        meter.add([mx.nd.array([float("nan")])], norm, 4)
+        meter.add([mx.nd.array([2.0])], 4)
+        meter.add([mx.nd.array([1.0]), mx.nd.array([0.5])], 4)
+        assert meter.read() == (3.5, 8)
+        meter.add([mx.nd.array([float("nan")])], 4)
         with pytest.raises(TrainingDiverged):
             meter.read()
+
+
+@pytest.mark.parametrize("engine", ["fast", "imperative"])
+def test_clipping_matches_gluon_bit_for_bit(engine):
+    mx.random.seed(0)
+    shapes = [(50, 8), (8,), (3, 3)]
+    for max_norm in (1e-3, 1e6):  # clipping, and not
+        params = []
+        for k, shape in enumerate(shapes):
+            p = mx.gluon.Parameter("p%d" % k, shape=shape)
+            p.initialize(ctx=mx.cpu())
+            p.grad()[:] = mx.nd.random.normal(shape=shape)
+            params.append(p)
+        expected = [p.grad().copy() for p in params]
+        expected_norm = mx.gluon.utils.clip_global_norm(expected, max_norm, check_isfinite=True)
+        norm = clip_gradients(params, [mx.cpu()], max_norm, engine)
+        assert norm == pytest.approx(expected_norm, rel=1e-7)
+        for p, e in zip(params, expected):
+            assert np.array_equal(p.grad().asnumpy(), e.asnumpy())
+
+
+def test_clipping_raises_on_a_non_finite_norm():
+    from ptb_lm.errors import TrainingDiverged
+
+    p = mx.gluon.Parameter("p", shape=(2,))
+    p.initialize(ctx=mx.cpu())
+    p.grad()[:] = mx.nd.array([1.0, float("inf")])
+    with pytest.raises(TrainingDiverged):
+        clip_gradients([p], [mx.cpu()], 1.0, "fast")
 
 
 def test_stream_shards_cover_every_stream_once():

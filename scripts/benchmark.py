@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Measure the fast and the imperative engine side by side on real PTB, and print one table.
+
+    python scripts/benchmark.py --max-batches 300 --json bench.json
+
+Each (config, engine) runs in a fresh process (so peak memory is its own) with the
+same data and seed. Training tokens/s is timed after a warm-up, over --max-batches
+batches; evaluation tokens/s over --eval-batches batches of the validation split.
+GFLOP/s counts the layer shapes (ptb_lm.model.count_flops_per_token; a training
+token costs 3x a forward one); the GEMM peak is a 1024^3 fp32 matrix product
+measured in the same run through MXNet's FullyConnected (oneDNN).
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CONFIGS = {
+    "seed": dict(preset="seed"),
+    "zaremba-small-shape": dict(preset="zaremba-small", dropout=0.0),
+}
+
+
+def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, queue):
+    from ptb_lm.config import from_preset
+    from ptb_lm.data import Corpus
+    from ptb_lm.model import count_flops_per_token
+    from ptb_lm.runner import seed_everything, setup
+    from ptb_lm.training import evaluate, train_epoch
+
+    import mxnet as mx
+
+    values = dict(CONFIGS[config_name])
+    config = from_preset(values.pop("preset"), engine=engine, seed=seed, data=data, ctx="cpu",
+                         progress="none", **values)
+    corpus = Corpus(data)
+    seed_everything(seed)
+    run = setup(config, corpus)
+    args = (run.model, run.trainer, run.loss_fn, run.train_plan)
+    train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9), 1)  # compile, allocate
+    loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9), 1)
+    rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
+    source = run.eval_source("valid")[:rows]
+    evaluate(run.model, source[: 2 * config.num_steps + 1], config.num_steps, run.loss_fn)  # warm-up
+    start = time.time()
+    evaluate(run.model, source, config.num_steps, run.loss_fn, sync_every_batch=engine == "imperative")
+    eval_seconds = time.time() - start
+    eval_tokens = (rows - 1) * source.shape[1]
+    flops = count_flops_per_token(config.mode, len(corpus.dictionary), config.embed_dim, config.hidden_dim,
+                                  config.num_layers)
+    train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
+    queue.put(dict(config=config_name, engine=engine, train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
+                   train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
+                   train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
+                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    mx.nd.waitall()
+
+
+def gemm_peak(size=1024, repeat=20):
+    """GFLOP/s of an fp32 size^3 matrix product, best of 3, through MXNet's fastest GEMM path.
+
+    That is FullyConnected, which the CPU wheel runs on oneDNN; ``mx.nd.dot`` goes to the
+    wheel's BLAS and is several times slower here, so it would understate the peak.
+    """
+    from ptb_lm._compat import import_mxnet
+
+    mx = import_mxnet()
+    a = mx.nd.random.uniform(shape=(size, size))
+    b = mx.nd.random.uniform(shape=(size, size))
+
+    def product():
+        return mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=size)
+
+    product().wait_to_read()
+    best = 0.0
+    for _ in range(3):
+        start = time.time()
+        for _ in range(repeat):
+            out = product()
+        out.wait_to_read()
+        best = max(best, 2 * size ** 3 * repeat / (time.time() - start) / 1e9)
+    return best
+
+
+def in_subprocess(*args):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=measure, args=args + (queue,))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/ptb.zip", help="PTB folder or zip")
+    parser.add_argument("--max-batches", type=int, default=300, help="training batches timed per engine")
+    parser.add_argument("--eval-batches", type=int, default=300, help="validation batches timed per engine")
+    parser.add_argument("--warmup", type=int, default=20, help="batches run before timing")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: %s" % ", ".join(CONFIGS))
+    parser.add_argument("--json", help="also write the table here")
+    args = parser.parse_args(argv)
+    peak = gemm_peak()
+    rows = []
+    for name in args.configs.split(","):
+        for engine in ("imperative", "fast"):
+            rows.append(in_subprocess(name, engine, args.data, args.max_batches, args.eval_batches, args.warmup,
+                                      args.seed))
+    header = ("config", "engine", "train tok/s", "eval tok/s", "train GFLOP/s", "% of GEMM peak", "ms/batch",
+              "peak RSS MB", "train loss")
+    print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
+    print(" | ".join(header))
+    for r in rows:
+        r["gemm_peak_gflops"] = peak
+        r["fraction_of_peak"] = r["train_gflops"] / peak
+        print(" | ".join([r["config"], r["engine"], "%.0f" % r["train_tokens_per_sec"],
+                          "%.0f" % r["eval_tokens_per_sec"], "%.1f" % r["train_gflops"],
+                          "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
+                          "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"]]))
+    for name in args.configs.split(","):
+        imp, fast = [next(r for r in rows if r["config"] == name and r["engine"] == e) for e in ("imperative", "fast")]
+        print("%s: fast/imperative training %.2fx, evaluation %.2fx, loss difference %.2e relative"
+              % (name, fast["train_tokens_per_sec"] / imp["train_tokens_per_sec"],
+                 fast["eval_tokens_per_sec"] / imp["eval_tokens_per_sec"],
+                 abs(fast["train_loss"] - imp["train_loss"]) / imp["train_loss"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"gemm_peak_gflops": peak, "rows": rows, "args": vars(args)}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
