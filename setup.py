@@ -32,6 +32,9 @@ setup(
     entry_points={
         "console_scripts": [
             "ptb-lm-train=ptb_lm.cli:train_main",
+            "ptb-lm-evaluate=ptb_lm.cli:evaluate_main",
+            "ptb-lm-generate=ptb_lm.cli:generate_main",
+            "ptb-lm-plot=ptb_lm.cli:plot_main",
         ]
     },
 )

@@ -8,6 +8,7 @@ checkpoint's config), so ``--preset zaremba-small --lr 0.5`` changes only the ra
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 
 from ._compat import MXNetUnavailable
@@ -117,3 +118,123 @@ def train_main(argv=None):
     except Interrupted as err:
         return _fail(err, code=130)
     return 0
+
+
+def _checkpoint_argument(parser):
+    parser.add_argument("checkpoint", help="a save dir (its last/ is used) or a checkpoint folder such as runs/x/best")
+    parser.add_argument("--ctx", default="auto", help="auto, cpu, gpu or gpu:N")
+
+
+def _run(body):
+    """Run ``body()`` with the command lines' error handling: one line, exit 2."""
+    setup_logging()
+    try:
+        return body() or 0
+    except (UserError, MXNetUnavailable) as err:
+        return _fail(err)
+
+
+def evaluate_main(argv=None):
+    """``ptb-lm-evaluate``: perplexity of a checkpoint on a PTB split or on any text file."""
+    parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
+    _checkpoint_argument(parser)
+    parser.add_argument("--split", default="test", help="valid or test (ignored with --text)")
+    parser.add_argument("--text", help="a text file, one sentence per line, instead of a PTB split")
+    parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
+    parser.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's); it changes "
+                                                       "perplexity, since each stream starts from a zero state")
+    parser.add_argument("--num-steps", type=int, help="time steps per batch (default: the run's)")
+    args = parser.parse_args(argv)
+
+    def body():
+        from .checkpoint import checkpoint_folder, load
+        from .context import resolve_contexts
+        from .data import read_split_texts
+        from .download import locate_ptb
+        from .errors import DataError
+        from .generation import evaluate_text
+        from .reporting import perplexity
+
+        ctx = resolve_contexts(args.ctx)[0]
+        model, vocab, config = load(args.checkpoint, ctx=ctx)
+        if args.text:
+            try:
+                with open(args.text, encoding="utf-8") as f:
+                    lines, source = f.read().splitlines(), args.text
+            except OSError as err:
+                raise DataError("cannot read --text %s: %s" % (args.text, err.strerror)) from None
+        else:
+            if args.split not in ("valid", "test", "train"):
+                raise DataError("unknown --split %r: use valid or test" % args.split)
+            lines, source = read_split_texts(locate_ptb(args.data))[args.split].splitlines(), args.split
+        batch_size = args.batch_size or config.eval_batch
+        num_steps = args.num_steps or config.num_steps
+        if batch_size < 1 or num_steps < 1:
+            raise DataError("--batch-size and --num-steps must be at least 1")
+        try:
+            loss, tokens, unknown, scored = evaluate_text(model, vocab, lines, batch_size, num_steps, ctx)
+        except ValueError as err:
+            raise DataError(str(err)) from None
+        logging.getLogger("ptb_lm").info(
+            "%s perplexity %.2f (loss %.4f) on %d tokens (%d scored; %d unknown, mapped to <unk>); "
+            "eval batch size %d, num_steps %d; checkpoint %s",
+            source, perplexity(loss), loss, tokens, scored, unknown, batch_size, num_steps,
+            checkpoint_folder(args.checkpoint))
+
+    return _run(body)
+
+
+def generate_main(argv=None):
+    """``ptb-lm-generate``: words sampled from a checkpoint."""
+    parser = argparse.ArgumentParser(prog="ptb-lm-generate", description=generate_main.__doc__)
+    _checkpoint_argument(parser)
+    parser.add_argument("--words", type=int, default=50, help="how many words to sample")
+    parser.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: more varied")
+    parser.add_argument("--seed", type=int, help="seed of the sampler, for a repeatable text")
+    parser.add_argument("--prompt", default="", help="words to start from (unknown ones read as <unk>)")
+    args = parser.parse_args(argv)
+
+    def body():
+        from .checkpoint import load
+        from .context import resolve_contexts
+        from .errors import ConfigError
+        from .generation import generate
+
+        if args.words < 1 or not args.temperature > 0:
+            raise ConfigError("--words must be at least 1 and --temperature above 0")
+        ctx = resolve_contexts(args.ctx)[0]
+        model, vocab, _ = load(args.checkpoint, ctx=ctx)
+        words = generate(model, vocab, args.words, args.temperature, args.prompt, args.seed, ctx)
+        text = " ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n")
+        sys.stdout.write((args.prompt + " " if args.prompt else "") + text.strip(" ") + "\n")
+
+    return _run(body)
+
+
+def plot_main(argv=None):
+    """``ptb-lm-plot``: a PNG of train and validation perplexity by epoch from a --log-json file."""
+    parser = argparse.ArgumentParser(prog="ptb-lm-plot", description=plot_main.__doc__)
+    parser.add_argument("log_json", help="the file written by ptb-lm-train --log-json")
+    parser.add_argument("--out", help="the PNG to write (default: beside the log, .png)")
+    args = parser.parse_args(argv)
+
+    def body():
+        from .errors import DataError
+        from .reporting import read_jsonl
+
+        try:
+            from .plotting import plot_history
+        except ImportError:
+            raise DataError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+        try:
+            events = read_jsonl(args.log_json)
+        except (OSError, ValueError) as err:
+            raise DataError("cannot read %s: %s" % (args.log_json, err)) from None
+        out = args.out or os.path.splitext(args.log_json)[0] + ".png"
+        try:
+            plot_history(events, out)
+        except ValueError as err:
+            raise DataError(str(err)) from None
+        logging.getLogger("ptb_lm").info("wrote %s", out)
+
+    return _run(body)

@@ -70,14 +70,13 @@ def encode(lines, dictionary, unknown=None):
     if unknown is None:
         ids = [dictionary.add_word(w) for w in tokenize_lines(lines)]
         return np.array(ids, dtype=np.int32)
-    if unknown not in dictionary.word_to_idx:
-        raise DataError("the vocabulary has no %r to map unknown words to" % unknown)
-    unk_id = dictionary.word_to_idx[unknown]
     lookup = dictionary.word_to_idx.get
-    ids = [lookup(w, -1) for w in tokenize_lines(lines)]
-    ids = np.array(ids, dtype=np.int32)
+    ids = np.array([lookup(w, -1) for w in tokenize_lines(lines)], dtype=np.int32)
     missing = ids < 0
-    ids[missing] = unk_id
+    if missing.any():
+        if unknown not in dictionary.word_to_idx:
+            raise DataError("the text has words outside the vocabulary, which has no %r to map them to" % unknown)
+        ids[missing] = dictionary.word_to_idx[unknown]
     return ids, int(missing.sum())
 
 

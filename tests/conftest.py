@@ -12,7 +12,7 @@ SHARED_PTB = os.path.join(ROOT, "..", "shared", "data", "ptb.zip")
 
 
 def write_tiny_corpus(folder, seed=0, train_lines=120, eval_lines=20):
-    """Write ptb.{train,valid,test}.txt of short sentences over a 30-word vocabulary with structure
+    """Write ptb.{train,valid,test}.txt of short sentences over a 30-word vocabulary (and <unk>) with structure
     (each word tends to be followed by the next in a cycle), so a model can learn something fast."""
     rng = random.Random(seed)
     words = ["w%02d" % i for i in range(30)]
@@ -20,7 +20,9 @@ def write_tiny_corpus(folder, seed=0, train_lines=120, eval_lines=20):
     def sentence():
         start = rng.randrange(len(words))
         n = rng.randint(4, 9)
-        return " ".join(words[(start + k + (rng.random() < 0.1)) % len(words)] for k in range(n))
+        # like PTB, rare words are already <unk>
+        return " ".join("<unk>" if rng.random() < 0.05 else words[(start + k + (rng.random() < 0.1)) % len(words)]
+                        for k in range(n))
 
     os.makedirs(folder, exist_ok=True)
     for split, n in (("train", train_lines), ("valid", eval_lines), ("test", eval_lines)):

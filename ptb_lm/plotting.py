@@ -1,0 +1,33 @@
+"""Learning curves as a PNG: train and validation perplexity by epoch (matplotlib, an optional extra)."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .reporting import perplexity  # noqa: E402
+
+
+def plot_history(events, path, title=None):
+    """Write ``path``: the epoch events' train and validation perplexity, and the test one if present."""
+    epochs = [e for e in events if e["event"] == "epoch"]
+    if not epochs:
+        raise ValueError("no epoch events to plot: the log holds no finished epoch")
+    x = [e["epoch"] for e in epochs]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    ax.plot(x, [perplexity(e["train_loss"]) for e in epochs], marker="o", label="train")
+    ax.plot(x, [e["val_ppl"] for e in epochs], marker="o", label="validation")
+    tests = [e for e in events if e["event"] == "test"]
+    if tests:
+        ax.axhline(tests[-1]["test_ppl"], color="grey", linestyle="--",
+                   label="test %.1f" % tests[-1]["test_ppl"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("perplexity")
+    ax.set_yscale("log")
+    ax.set_title(title or "ptb_lm learning curves")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
