@@ -99,10 +99,12 @@ def read_jsonl(path):
 
 
 class Progress(object):
-    """A tqdm bar per epoch in a terminal; nothing otherwise (the log lines say enough)."""
+    """A tqdm bar per epoch in a terminal (batches, ETA, and at each report the loss and tokens/s);
+    nothing otherwise, where the plain log lines say enough."""
 
-    def __init__(self, mode="auto", stream=None):
+    def __init__(self, mode="auto", stream=None, mininterval=0.5):
         self.stream = stream or sys.stderr
+        self.mininterval = mininterval
         if mode == "auto":
             mode = "bar" if hasattr(self.stream, "isatty") and self.stream.isatty() else "plain"
         self.enabled = mode == "bar"
@@ -114,7 +116,7 @@ class Progress(object):
         from tqdm import tqdm
 
         self._bar = tqdm(total=total_batches, desc="epoch %d" % epoch, unit="batch", file=self.stream,
-                         leave=False, dynamic_ncols=True)
+                         leave=False, dynamic_ncols=True, mininterval=self.mininterval)
         self._tokens = 0
 
     def update(self, tokens):
@@ -125,7 +127,7 @@ class Progress(object):
     def report(self, loss):
         if self._bar is not None:
             rate = self._tokens / max(self._bar.format_dict["elapsed"], 1e-9)
-            self._bar.set_postfix(loss="%.2f" % loss, tok_s="%.0f" % rate, refresh=False)
+            self._bar.set_postfix(loss="%.2f" % loss, tok_s="%.0f" % rate)
 
     def close(self):
         if self._bar is not None:
