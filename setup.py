@@ -35,6 +35,7 @@ setup(
             "ptb-lm-evaluate=ptb_lm.cli:evaluate_main",
             "ptb-lm-generate=ptb_lm.cli:generate_main",
             "ptb-lm-plot=ptb_lm.cli:plot_main",
+            "ptb-lm-launch=ptb_lm.cli:launch_main",
         ]
     },
 )

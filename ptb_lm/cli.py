@@ -88,11 +88,18 @@ def config_from_args(args):
 
 
 def setup_logging(level=logging.INFO):
-    """Log lines as they are, to stdout (the library only logs; this decides where it goes)."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    """Log lines as they are: information to stdout, warnings and errors to stderr.
+
+    The library only logs; this decides where it goes.
+    """
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("ptb_lm")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [out, err]
     root.setLevel(level)
     root.propagate = False
 
@@ -236,5 +243,42 @@ def plot_main(argv=None):
         except ValueError as err:
             raise DataError(str(err)) from None
         logging.getLogger("ptb_lm").info("wrote %s", out)
+
+    return _run(body)
+
+
+def launch_main(argv=None):
+    """``ptb-lm-launch``: data-parallel training over MXNet's parameter server (kvstore dist_sync).
+
+    Everything after ``--`` goes to each worker's training command, e.g.
+    ``ptb-lm-launch --local 2 -- --kvstore dist_sync --epochs 1``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="ptb-lm-launch", description=launch_main.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", type=int, metavar="N", help="run N workers on this machine (127.0.0.1)")
+    where.add_argument("--hosts", metavar="FILE", help="run the workers over ssh on these hosts, one per line")
+    parser.add_argument("--num-workers", type=int, help="with --hosts: how many workers (default: one per host)")
+    parser.add_argument("--servers", type=int, default=1, help="parameter-server processes")
+    parser.add_argument("--port", type=int, help="the scheduler's port (default: a free one)")
+    parser.add_argument("--host-ip", default=None,
+                        help="the address workers reach the scheduler at (default: 127.0.0.1 with --local, "
+                             "this machine's hostname with --hosts)")
+    args = parser.parse_args(own)
+    if "--kvstore" not in train_args:
+        train_args = ["--kvstore", "dist_sync"] + train_args
+
+    def body():
+        from .launcher import launch, read_hosts
+
+        hosts = read_hosts(args.hosts) if args.hosts else None
+        workers = args.local if args.local is not None else (args.num_workers or len(hosts))
+        host_ip = args.host_ip or ("127.0.0.1" if not hosts else socket.gethostname())
+        return launch(workers, train_args, hosts=hosts, num_servers=args.servers, port=args.port, host_ip=host_ip)
+
+    import socket
 
     return _run(body)

@@ -10,7 +10,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -77,6 +77,7 @@ class Setup:
     train_plan: BatchPlan
     rank: int = 0
     num_workers: int = 1
+    sum_across_workers: Optional[Callable] = None
 
     @property
     def is_chief(self):
@@ -87,6 +88,27 @@ class Setup:
         """A split batchified at the evaluation batch size, on the first context."""
         ids = getattr(self.corpus, split)
         return mx.nd.array(batchify(ids, self.config.eval_batch), ctx=self.ctxs[0], dtype="int32")
+
+
+REPORT_KEY = 10 ** 6  # a kvstore key no parameter uses (the trainer numbers parameters from 0)
+
+
+def report_reducer(kv, ctx):
+    """Return ``f(loss_sum, tokens) -> (sum over workers, sum over workers)`` through ``kv``.
+
+    dist_sync sums what every worker pushes under a key, and each pull returns
+    that sum; every worker must call ``f`` at the same points (they do: at each
+    report and at the end of each epoch).
+    """
+    kv.init(REPORT_KEY, mx.nd.zeros((2,), ctx=ctx))
+
+    def sum_across_workers(loss_sum, tokens):
+        buffer = mx.nd.array([loss_sum, tokens], ctx=ctx)  # float32: ~1e-7 relative, exact counts below 2**24
+        kv.pushpull(REPORT_KEY, buffer, out=buffer)
+        total_loss, total_tokens = buffer.asnumpy().tolist()
+        return total_loss, int(round(total_tokens))
+
+    return sum_across_workers
 
 
 def create_kvstore(config, ctxs):
@@ -133,7 +155,8 @@ def setup(config, corpus=None):
     # Worker r of n, with k contexts, owns stream blocks r*k .. r*k+k-1 of n*k.
     shards = stream_shards(config.batch_size, num_workers * len(ctxs))[rank * len(ctxs):(rank + 1) * len(ctxs)]
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
-    return Setup(config, corpus, ctxs, model, trainer, loss_fn, plan, rank, num_workers)
+    reducer = report_reducer(kv, ctxs[0]) if num_workers > 1 else None
+    return Setup(config, corpus, ctxs, model, trainer, loss_fn, plan, rank, num_workers, reducer)
 
 
 def _listeners(config, on_event, resuming):
@@ -162,10 +185,12 @@ def fit(config, on_event=None, resume=None, corpus=None):
         for listen in listeners:
             listen(event)
 
-    logger.info("training %s %dx%d on %s: %d tokens in %d batches of %dx%d per epoch, %d epochs (engine %s)",
-                config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
-                len(run.corpus.train), len(run.train_plan), config.num_steps, config.batch_size,
-                config.epochs, config.engine)
+    if run.is_chief:
+        logger.info("training %s %dx%d on %s%s: %d tokens in %d batches of %dx%d per epoch, %d epochs (engine %s)",
+                    config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
+                    " x %d workers" % run.num_workers if run.num_workers > 1 else "",
+                    len(run.corpus.train), len(run.train_plan), config.num_steps, config.batch_size,
+                    config.epochs, config.engine)
     progress = Progress(config.progress if run.is_chief else "none")
     try:
         for epoch in range(start_epoch, config.epochs + 1):
@@ -212,7 +237,7 @@ def run_epoch(run, epoch, lr, emit, progress):
     progress.start(epoch, total)
     train_loss, tokens, train_seconds = train_epoch(
         run.model, run.trainer, run.loss_fn, run.train_plan, config, epoch, report, progress,
-        global_batch_size=config.batch_size)
+        run.sum_across_workers)
     progress.close()
     val_loss = math.nan
     if run.is_chief:
@@ -220,7 +245,7 @@ def run_epoch(run, epoch, lr, emit, progress):
                             sync_every_batch=config.engine == "imperative")
         emit({"event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "val_ppl": perplexity(val_loss), "lr": lr,
-              "train_tokens_per_sec": tokens * run.num_workers / train_seconds,
+              "train_tokens_per_sec": tokens / train_seconds,
               "time_s": time.time() - start})
     return val_loss
 

@@ -142,14 +142,24 @@ def clip_gradients(params, ctxs, max_norm, engine):
 
 
 def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, progress=None,
-                global_batch_size=None):
+                sum_across_workers=None):
     """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
 
     ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches.
-    ``global_batch_size`` is the batch size summed over all workers (default:
-    this process's), which sets both the clipping threshold and the step scale.
+    ``config.batch_size`` is the global batch: ``plan`` may hold only this
+    worker's share of its streams, and ``sum_across_workers(loss_sum, tokens)``
+    then turns this worker's sums into everyone's, so that every worker reports
+    (and returns) the loss of the whole batch.
+
+    Normalisation with several contexts or workers: each computes the loss
+    summed over its own tokens and backpropagates it; the all-reduce sums the
+    gradients, which is the gradient of the loss summed over the whole batch,
+    exactly as one process computes it. Clipping then uses the norm of that sum
+    at ``clipping_norm x num_steps x batch_size`` (global batch), and the step
+    divides by the global ``batch_size``: the same SGD step as one process.
     """
-    batch_size = global_batch_size or config.batch_size
+    batch_size = config.batch_size
+    sum_across_workers = sum_across_workers or (lambda loss_sum, tokens: (loss_sum, tokens))
     imperative = config.engine == "imperative"
     params = [p for p in model.collect_params().values() if p.grad_req != "null"]
     # The gradient is of the loss summed over num_steps x batch_size tokens, so the
@@ -178,11 +188,11 @@ def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, pr
         if progress is not None:
             progress.update(tokens)
         if ibatch % config.eval_period == 0 and ibatch > 0:
-            loss_sum, count = period.read()
+            loss_sum, count = sum_across_workers(*period.read())
             epoch_loss, epoch_tokens = epoch_loss + loss_sum, epoch_tokens + count
             if on_report is not None:
                 on_report(ibatch, loss_sum / count)
-    loss_sum, count = period.read()
+    loss_sum, count = sum_across_workers(*period.read())
     epoch_loss, epoch_tokens = epoch_loss + loss_sum, epoch_tokens + count
     mx.nd.waitall()
     return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start

@@ -1,0 +1,189 @@
+"""Start MXNet's parameter-server processes and the training workers, watch them, end them.
+
+MXNet's ``dist_sync`` kvstore (ps-lite) needs one scheduler, some servers and
+the workers, each told its role and where the scheduler listens through the
+DMLC_* environment variables. The pip wheel lacks the launcher that sets them
+(tools/launch.py needs dmlc_tracker), so this module does it::
+
+    scheduler  DMLC_ROLE=scheduler   python -c "import mxnet"   (mxnet serves on import)
+    server k   DMLC_ROLE=server      python -c "import mxnet"
+    worker r   DMLC_ROLE=worker      python -m ptb_lm --kvstore dist_sync ...  (locally or over ssh)
+
+ps-lite has no failure handling: if one worker dies, the others wait forever in
+the next all-reduce. So the launcher polls every process, and as soon as one
+fails (or when it is interrupted) it ends all the others, each in its own
+process group, and returns non-zero within ``grace`` seconds plus one poll.
+"""
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+SERVE = "from ptb_lm._compat import import_mxnet; import_mxnet()"  # importing mxnet runs the server loop
+
+
+class LaunchError(UserError):
+    """The processes cannot be started as asked (port in use, host unreachable)."""
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(port, host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise LaunchError("port %d on %s is in use: choose another with --port" % (port, host)) from None
+
+
+def check_host_reachable(host, timeout=5):
+    """Raise LaunchError unless ``ssh host true`` succeeds without asking for a password."""
+    cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % timeout, host, "true"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise LaunchError("host %s cannot be reached over ssh (%s)" % (host, err)) from None
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["exit %d" % result.returncode])[-1]
+        raise LaunchError("host %s cannot be reached over ssh: %s" % (host, reason))
+
+
+def read_hosts(path):
+    """One host per line; blank lines and # comments are skipped."""
+    try:
+        with open(path) as f:
+            hosts = [line.split("#")[0].strip() for line in f]
+    except OSError as err:
+        raise LaunchError("cannot read --hosts %s: %s" % (path, err.strerror)) from None
+    hosts = [h for h in hosts if h]
+    if not hosts:
+        raise LaunchError("--hosts %s lists no host" % path)
+    return hosts
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ProcessGroup(object):
+    """Named child processes, each in its own session so that ending it ends its children too."""
+
+    def __init__(self):
+        self.procs = {}
+
+    def start(self, name, cmd, env):
+        logger.debug("starting %s: %s", name, " ".join(shlex.quote(c) for c in cmd))
+        self.procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def end_all(self, grace=5.0):
+        """SIGTERM every live process group, then SIGKILL what is left after ``grace`` seconds."""
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.time() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(deadline - time.time(), 0.01))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _signal_group(proc, sig):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, host_ip="127.0.0.1",
+           poll=0.2, grace=5.0, shutdown_timeout=30.0):
+    """Run ``num_workers`` training workers with dist_sync and return the exit code to use.
+
+    ``train_args`` are the training command's arguments (after ``--``). With
+    ``hosts``, worker r runs on ``hosts[r % len(hosts)]`` over ssh (scheduler and
+    servers stay here, on ``host_ip``, which the hosts must be able to reach).
+    """
+    if num_workers < 1:
+        raise LaunchError("--local / the number of workers must be at least 1")
+    num_servers = num_servers or 1
+    if port is None:
+        port = free_port(host_ip if not hosts else "0.0.0.0")
+    else:
+        check_port_free(port, host_ip if not hosts else "0.0.0.0")
+    if hosts:
+        for host in sorted(set(hosts)):
+            check_host_reachable(host)
+    base = dict(os.environ, DMLC_PS_ROOT_URI=host_ip, DMLC_PS_ROOT_PORT=str(port),
+                DMLC_NUM_SERVER=str(num_servers), DMLC_NUM_WORKER=str(num_workers))
+    base["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), base.get("PYTHONPATH")) if p)
+    group = ProcessGroup()
+    interrupted = []
+
+    def on_signal(signum, frame):
+        interrupted.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        group.start("scheduler", [sys.executable, "-c", SERVE], dict(base, DMLC_ROLE="scheduler"))
+        for k in range(num_servers):
+            group.start("server %d" % k, [sys.executable, "-c", SERVE], dict(base, DMLC_ROLE="server"))
+        workers = []
+        for r in range(num_workers):
+            env = dict(base, DMLC_ROLE="worker")
+            cmd = [sys.executable, "-m", "ptb_lm"] + list(train_args)
+            if hosts:
+                exports = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in env.items()
+                                   if k.startswith("DMLC_") or k == "PYTHONPATH")
+                remote = "cd %s && env %s %s" % (shlex.quote(os.getcwd()), exports,
+                                                 " ".join(shlex.quote(c) for c in cmd))
+                cmd = ["ssh", "-o", "BatchMode=yes", hosts[r % len(hosts)], remote]
+            group.start("worker %d" % r, cmd, env)
+            workers.append("worker %d" % r)
+        return _watch(group, workers, interrupted, poll, grace, shutdown_timeout)
+    finally:
+        group.end_all(grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _watch(group, workers, interrupted, poll, grace, shutdown_timeout):
+    """Wait for the workers; on any failure or interruption end everything. Returns the exit code."""
+    finished_at = None
+    while True:
+        if interrupted:
+            logger.error("launcher interrupted: ending every process")
+            return 130
+        codes = {name: proc.poll() for name, proc in group.procs.items()}
+        failed = [name for name, code in codes.items() if code not in (None, 0)]
+        if failed:
+            logger.error("%s exited with code %s: ending every other process", failed[0], codes[failed[0]])
+            return 1
+        workers_done = all(codes[w] == 0 for w in workers)
+        if not workers_done and any(codes[n] is not None for n in codes if n not in workers):
+            logger.error("a scheduler or server ended while workers were still training: ending every process")
+            return 1
+        if workers_done:
+            if all(code is not None for code in codes.values()):
+                return 0
+            finished_at = finished_at or time.time()
+            if time.time() - finished_at > shutdown_timeout:  # servers should end once the workers finalize
+                logger.warning("servers did not end %ds after the workers; ending them", shutdown_timeout)
+                return 0
+        time.sleep(poll)

@@ -1,0 +1,149 @@
+"""Data parallelism: several contexts in one process, and dist_sync workers started by the launcher."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from ptb_lm import TrainConfig, fit
+
+from conftest import ROOT
+
+LAUNCH = os.path.join(ROOT, "scripts", "launch.py")
+# dropout 0: each context or worker draws its own dropout masks, so only dropout-free runs can match
+TRAIN = ["--mode", "lstm", "--embed-dim", "12", "--hidden-dim", "12", "--batch-size", "4", "--num-steps", "5",
+         "--seed", "3", "--dropout", "0", "--ctx", "cpu", "--eval-period", "1", "--progress", "none"]
+
+
+def batch_losses(path):
+    return [e["loss"] for e in map(json.loads, open(path)) if e["event"] == "batch"]
+
+
+def single_process_losses(tiny_corpus, tmp_path, epochs=2):
+    log = str(tmp_path / "single.jsonl")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", tiny_corpus,
+                          "--epochs", str(epochs), "--log-json", log] + TRAIN,
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return batch_losses(log)
+
+
+def marked_env(mark):
+    return dict(os.environ, PTB_LM_TEST_MARK=mark, OMP_NUM_THREADS="1")
+
+
+def processes_marked(mark):
+    """PIDs of live processes whose environment holds PTB_LM_TEST_MARK=mark."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                if ("PTB_LM_TEST_MARK=%s" % mark).encode() in f.read().split(b"\0"):
+                    with open("/proc/%s/stat" % pid) as s:
+                        if s.read().split()[2] != "Z":
+                            found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_contexts_in_one_process_match_one_context(tiny_corpus):
+    runs = {}
+    for ctx in ("cpu", "cpu:0,1"):
+        config = TrainConfig(mode="lstm", embed_dim=12, hidden_dim=12, batch_size=4, num_steps=5, epochs=2, seed=3,
+                             dropout=0.0, data=tiny_corpus, ctx=ctx, eval_period=1, progress="none", kvstore="local")
+        runs[ctx] = fit(config)
+    one, two = (runs[c].series("loss", kind="batch") for c in ("cpu", "cpu:0,1"))
+    assert len(one) == len(two) >= 50
+    assert two == pytest.approx(one, rel=1e-4)
+    assert runs["cpu:0,1"].test["test_loss"] == pytest.approx(runs["cpu"].test["test_loss"], rel=1e-4)
+
+
+@pytest.mark.dist
+def test_two_dist_sync_workers_match_one_process(tiny_corpus, tmp_path):
+    expected = single_process_losses(tiny_corpus, tmp_path)
+    log = str(tmp_path / "dist.jsonl")
+    out = subprocess.run([sys.executable, LAUNCH, "--local", "2", "--", "--kvstore", "dist_sync", "--data",
+                          tiny_corpus, "--epochs", "2", "--log-json", log] + TRAIN,
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=marked_env("x"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    got = batch_losses(log)
+    assert len(got) == len(expected) >= 50
+    assert got == pytest.approx(expected, rel=1e-4)
+    assert out.stdout.count("Test loss") == 1  # only rank 0 logs and evaluates
+
+
+def start_long_launch(tiny_corpus, tmp_path, mark):
+    log = str(tmp_path / "long.jsonl")
+    proc = subprocess.Popen([sys.executable, LAUNCH, "--local", "2", "--", "--data", tiny_corpus, "--epochs",
+                             "100000", "--log-json", log] + TRAIN,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=marked_env(mark))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(log) and len(batch_losses(log)) > 20):
+        time.sleep(0.2)
+    assert os.path.exists(log), "the workers never started training"
+    return proc
+
+
+def worker_pids(mark):
+    pids = []
+    for pid in processes_marked(mark):
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            if b"DMLC_ROLE=worker" in f.read().split(b"\0"):
+                pids.append(pid)
+    return pids
+
+
+@pytest.mark.dist
+def test_a_dead_worker_ends_everything_within_60s(tiny_corpus, tmp_path):
+    mark = uuid.uuid4().hex
+    proc = start_long_launch(tiny_corpus, tmp_path, mark)
+    victims = worker_pids(mark)
+    assert len(victims) == 2
+    os.kill(victims[1], signal.SIGKILL)
+    start = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - start < 60
+    assert proc.returncode != 0 and "worker" in err
+    time.sleep(0.5)
+    assert processes_marked(mark) == []
+
+
+@pytest.mark.dist
+def test_ctrl_c_on_the_launcher_ends_every_process(tiny_corpus, tmp_path):
+    mark = uuid.uuid4().hex
+    proc = start_long_launch(tiny_corpus, tmp_path, mark)
+    assert len(processes_marked(mark)) >= 5  # launcher, scheduler, server, two workers
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    assert processes_marked(mark) == []
+
+
+def test_a_port_in_use_is_one_line(tiny_corpus):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        out = subprocess.run([sys.executable, LAUNCH, "--local", "2", "--port", str(port), "--", "--data",
+                              tiny_corpus] + TRAIN, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "port %d" % port in out.stderr and "in use" in out.stderr
+
+
+def test_an_unreachable_host_is_one_line(tiny_corpus, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# workers\nno-such-host.invalid\n")
+    out = subprocess.run([sys.executable, LAUNCH, "--hosts", str(hosts), "--", "--data", tiny_corpus] + TRAIN,
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "no-such-host.invalid" in out.stderr
