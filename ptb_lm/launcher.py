@@ -165,7 +165,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
 
 def _watch(group, workers, interrupted, poll, grace, shutdown_timeout):
     """Wait for the workers; on any failure or interruption end everything. Returns the exit code."""
-    finished_at = None
+    finished_at = servers_gone_at = None
     while True:
         if interrupted:
             logger.error("launcher interrupted: ending every process")
@@ -177,8 +177,12 @@ def _watch(group, workers, interrupted, poll, grace, shutdown_timeout):
             return 1
         workers_done = all(codes[w] == 0 for w in workers)
         if not workers_done and any(codes[n] is not None for n in codes if n not in workers):
-            logger.error("a scheduler or server ended while workers were still training: ending every process")
-            return 1
+            # The servers end (with 0) as the last worker finalizes, which can be seen a moment
+            # before that worker's own exit: only a server gone for long means a lost run.
+            servers_gone_at = servers_gone_at or time.time()
+            if time.time() - servers_gone_at > grace:
+                logger.error("a scheduler or server ended while workers were still training: ending every process")
+                return 1
         if workers_done:
             if all(code is not None for code in codes.values()):
                 return 0
