@@ -14,6 +14,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue as queue_module
 import resource
 import sys
 import time
@@ -26,7 +27,24 @@ CONFIGS = {
 }
 
 
-def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, queue):
+def operator_profile(run, config, batches):
+    """MXNet's own per-operator time over ``batches`` training batches, as text (the top rows)."""
+    import mxnet as mx
+
+    from ptb_lm.training import train_epoch
+
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
+    mx.profiler.set_state("run")
+    train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(max_batches=batches,
+                                                                                     eval_period=10 ** 9), 1)
+    mx.nd.waitall()
+    mx.profiler.set_state("stop")
+    text = mx.profiler.dumps(sort_by="total", ascending=False)
+    lines = text[text.index("operator"):].splitlines()
+    return "\n".join(lines[:24])
+
+
+def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, profile, queue):
     from ptb_lm.config import from_preset
     from ptb_lm.data import Corpus
     from ptb_lm.model import count_flops_per_token
@@ -54,7 +72,8 @@ def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, 
     flops = count_flops_per_token(config.mode, len(corpus.dictionary), config.embed_dim, config.hidden_dim,
                                   config.num_layers)
     train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
-    queue.put(dict(config=config_name, engine=engine, train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
+    profile_text = operator_profile(run, config, profile) if profile else None
+    queue.put(dict(config=config_name, engine=engine, profile=profile_text, train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
                    train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
                    train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
@@ -92,7 +111,14 @@ def in_subprocess(*args):
     queue = ctx.Queue()
     proc = ctx.Process(target=measure, args=args + (queue,))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise SystemExit("the measuring process for %s / %s failed (exit %s)" % (args[0], args[1],
+                                                                                         proc.exitcode))
     proc.join()
     return result
 
@@ -105,16 +131,27 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=20, help="batches run before timing")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: %s" % ", ".join(CONFIGS))
+    parser.add_argument("--engines", default="imperative,fast", help="comma-separated engines to measure")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set an environment variable in the measuring processes (MXNet knobs), repeatable")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print MXNet's per-operator times over N more batches of each run")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args(argv)
+    for item in args.env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value  # inherited by the spawned measuring processes
     peak = gemm_peak()
     rows = []
+    engines = args.engines.split(",")
     for name in args.configs.split(","):
-        for engine in ("imperative", "fast"):
+        for engine in engines:
             rows.append(in_subprocess(name, engine, args.data, args.max_batches, args.eval_batches, args.warmup,
-                                      args.seed))
+                                      args.seed, args.profile))
     header = ("config", "engine", "train tok/s", "eval tok/s", "train GFLOP/s", "% of GEMM peak", "ms/batch",
               "peak RSS MB", "train loss")
+    if args.env:
+        print("environment: %s" % " ".join(args.env))
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
     print(" | ".join(header))
     for r in rows:
@@ -124,7 +161,11 @@ def main(argv=None):
                           "%.0f" % r["eval_tokens_per_sec"], "%.1f" % r["train_gflops"],
                           "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
                           "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"]]))
-    for name in args.configs.split(","):
+    for r in rows:
+        if r["profile"]:
+            print("\n%s, %s engine, per-operator time over %d batches:\n%s" % (r["config"], r["engine"],
+                                                                            args.profile, r["profile"]))
+    for name in args.configs.split(",") if set(engines) == {"imperative", "fast"} else []:
         imp, fast = [next(r for r in rows if r["config"] == name and r["engine"] == e) for e in ("imperative", "fast")]
         print("%s: fast/imperative training %.2fx, evaluation %.2fx, loss difference %.2e relative"
               % (name, fast["train_tokens_per_sec"] / imp["train_tokens_per_sec"],
