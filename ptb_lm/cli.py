@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import socket
 import sys
 
 from ._compat import MXNetUnavailable
@@ -278,7 +279,5 @@ def launch_main(argv=None):
         workers = args.local if args.local is not None else (args.num_workers or len(hosts))
         host_ip = args.host_ip or ("127.0.0.1" if not hosts else socket.gethostname())
         return launch(workers, train_args, hosts=hosts, num_servers=args.servers, port=args.port, host_ip=host_ip)
-
-    import socket
 
     return _run(body)

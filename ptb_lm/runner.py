@@ -58,10 +58,8 @@ def learning_rate(config, epoch, plateau_factor=1.0):
 
 
 def load_corpus(config):
-    """Find PTB as ``config.data`` says, tokenise it and check that the batch shape fits."""
-    corpus = Corpus(locate_ptb(config.data))
-    check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
-    return corpus
+    """Find PTB as ``config.data`` says and tokenise it."""
+    return Corpus(locate_ptb(config.data))
 
 
 @dataclass
@@ -140,6 +138,7 @@ def make_optimizer(config):
 def setup(config, corpus=None):
     """Build the data plan, the model and the trainer that ``config`` describes."""
     corpus = corpus or load_corpus(config)
+    check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
     ctxs = resolve_contexts(config.ctx)
     kv, rank, num_workers = create_kvstore(config, ctxs)
     model = build_model(config, len(corpus.dictionary))
@@ -206,7 +205,6 @@ def fit(config, on_event=None, resume=None, corpus=None):
                                            run.corpus.dictionary, state, best=improved)
                 _plot_if_possible(config, history)
     except KeyboardInterrupt:
-        progress.close()
         raise Interrupted(_interrupted_message(config, history)) from None
     finally:
         progress.close()
@@ -239,7 +237,7 @@ def run_epoch(run, epoch, lr, emit, progress):
         run.model, run.trainer, run.loss_fn, run.train_plan, config, epoch, report, progress,
         run.sum_across_workers)
     progress.close()
-    val_loss = math.nan
+    val_loss = 0.0
     if run.is_chief:
         val_loss = evaluate(run.model, run.eval_source("valid"), config.num_steps, run.loss_fn,
                             sync_every_batch=config.engine == "imperative")
@@ -247,6 +245,9 @@ def run_epoch(run, epoch, lr, emit, progress):
               "val_ppl": perplexity(val_loss), "lr": lr,
               "train_tokens_per_sec": tokens / train_seconds,
               "time_s": time.time() - start})
+    if run.sum_across_workers is not None:
+        # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
+        val_loss = run.sum_across_workers(val_loss, 0)[0]
     return val_loss
 
 
