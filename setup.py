@@ -14,8 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ptb_lm", "ptb_lm.*"]),
     # MXNet 1.9.1 is the last release and needs numpy < 2, and numpy >= 1.24 lacks the np.bool it
-    # uses (ptb_lm/_compat.py aliases it back). Tested: CPython 3.11 with numpy 1.23.5 (CI).
-    # 3.12 needs numpy 1.26 and setuptools (mxnet imports distutils).
+    # uses (ptb_lm/_compat.py aliases it back). 3.12 needs numpy 1.26 and setuptools (mxnet imports
+    # distutils). Tested (.ci/run): CPython 3.11.7 with numpy 1.23.5, 3.12.1 with numpy 1.26.4.
     python_requires=">=3.8,<3.13",
     install_requires=[
         "numpy>=1.17,<1.24; python_version<'3.12'",

@@ -7,6 +7,10 @@ import sys
 
 import pytest
 
+from ptb_lm._compat import import_mxnet
+
+import_mxnet()  # before any test module's own "import mxnet": numpy >= 1.24 needs the np.bool alias first
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_PTB = os.path.join(ROOT, "..", "shared", "data", "ptb.zip")
 
