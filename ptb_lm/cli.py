@@ -33,7 +33,7 @@ _TRAIN_FLAGS = [
     ("--eval-batch-size", int, "batch size for validation and test (default: --batch-size, as the seed)"),
     ("--max-batches", int, "stop each epoch after this many batches (smoke runs)"),
     ("--seed", int, "seed Python, NumPy and MXNet (default: unseeded, as the seed)"),
-    ("--engine", str, "fast (hybridized, syncs once per report) or imperative (the seed's loop)"),
+    ("--engine", str, "fast (hybridized, one wait per batch) or imperative (the seed's loop); same math"),
     ("--data", str, "PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)"),
     ("--ctx", str, "auto, cpu, gpu, gpu:N, or a list such as gpu:0,1 or cpu:0,1"),
     ("--kvstore", str, "gradient reduction across contexts or workers: device, local or dist_sync"),

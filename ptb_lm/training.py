@@ -1,14 +1,16 @@
 """Truncated backpropagation through time, one batch and one epoch at a time.
 
-Two engines run the same math (:data:`ENGINES`):
+Two engines run the same math, bit for bit (:data:`~ptb_lm.config.ENGINES`):
 
-* ``fast``: the model is hybridized (one compiled graph, static memory), the
-  loss and the gradient norm are summed on the device, and the host waits for
-  the device only when it reports, every ``eval_period`` batches.
-* ``imperative``: the seed's loop: the Block runs op by op, and every batch
-  waits twice, for the finiteness check inside clipping and for ``asscalar()``.
+* ``fast``: the model and the loss are hybridized (one compiled graph each, static
+  memory); the loss is summed on the device and read once per report; the host
+  waits once per batch, to read the clipping factor, and multiplies the gradients
+  only when it is below 1; the optimizer runs one ``sgd_update`` per parameter.
+* ``imperative``: the seed's loop: the Block runs op by op, every batch waits for
+  the finiteness check inside ``clip_global_norm`` and for ``asscalar()``, and the
+  gradients are always multiplied by the factor, through a broadcast.
 
-Everything else (batches, clipping, the optimizer step, reporting) is shared.
+Batches, the hidden state, the all-reduce and the reporting are shared.
 """
 
 import logging
@@ -19,7 +21,7 @@ import numpy as np
 
 from ._compat import import_mxnet
 from .data import batch_starts, batchify, get_batch
-from .errors import TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
@@ -46,7 +48,8 @@ def stream_shards(batch_size, num_shards):
     keeps the streams of its block, and their hidden state, across batches.
     """
     if num_shards > batch_size:
-        raise ValueError("cannot split %d streams over %d devices: raise --batch-size" % (batch_size, num_shards))
+        raise ConfigError("cannot split %d streams over %d devices or workers: raise --batch-size"
+                          % (batch_size, num_shards))
     bounds = np.linspace(0, batch_size, num_shards + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
