@@ -118,6 +118,7 @@ def save_checkpoint(save_dir, model, trainer, config, dictionary, state, best=Fa
         for path in os.listdir(staging):
             with open(os.path.join(staging, path), "rb") as f:
                 os.fsync(f.fileno())
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a checkpoint is for everyone who can read the run
         final = os.path.join(save_dir, name)
         if os.path.exists(final):  # the same epoch saved again (e.g. after a resume): move the old one aside
             os.rename(final, tempfile.mkdtemp(prefix=".stale-", dir=save_dir))
