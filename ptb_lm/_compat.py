@@ -11,8 +11,6 @@ Import mxnet through :func:`import_mxnet` only, so that a missing or unusable
 install ends with one message that names the command to fix it.
 """
 
-import os
-
 import numpy as np
 
 CPU_INSTALL = "pip install 'mxnet==1.9.1'   (or: pip install -e '.[cpu]')"
@@ -29,17 +27,9 @@ def _alias_removed_numpy_names():
         np.bool = bool
 
 
-# Engine settings read once, when mxnet is imported; a value already in the environment wins.
-# Two CPU worker threads let independent operators (the per-parameter updates, the norms)
-# run side by side: measured with scripts/benchmark.py, see README "Speed".
-ENGINE_DEFAULTS = {"MXNET_CPU_WORKER_NTHREADS": "2"}
-
-
 def import_mxnet():
     """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable`."""
     _alias_removed_numpy_names()
-    for name, value in ENGINE_DEFAULTS.items():
-        os.environ.setdefault(name, value)
     try:
         import mxnet
     except ImportError as err:  # OSError from a missing CUDA library is handled below
