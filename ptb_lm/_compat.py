@@ -32,9 +32,7 @@ def import_mxnet():
     _alias_removed_numpy_names()
     try:
         import mxnet
-    except ImportError as err:  # OSError from a missing CUDA library is handled below
-        raise MXNetUnavailable(_explain(err)) from None
-    except OSError as err:
+    except (ImportError, OSError) as err:  # OSError: the GPU wheel without its CUDA libraries
         raise MXNetUnavailable(_explain(err)) from None
     return mxnet
 

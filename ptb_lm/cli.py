@@ -110,36 +110,35 @@ def _fail(message, code=2):
     return code
 
 
-def train_main(argv=None):
-    """``ptb-lm-train``: exits 0 on success, 2 on bad input, 1 on divergence, 130 on Ctrl-C."""
-    args = train_parser().parse_args(argv)
+def _run(body):
+    """Run ``body()`` with the command lines' error handling: one line on stderr and the exit
+    code: 2 for bad input, 1 for divergence, 130 for Ctrl-C (0, or body's own code, otherwise)."""
     setup_logging()
     try:
-        config = config_from_args(args)
-        from .runner import fit
-
-        fit(config, resume=args.resume)
+        return body() or 0
     except (UserError, MXNetUnavailable) as err:
         return _fail(err)
     except TrainingDiverged as err:
         return _fail(err, code=1)
     except Interrupted as err:
         return _fail(err, code=130)
-    return 0
+
+
+def train_main(argv=None):
+    """``ptb-lm-train``: exits 0 on success, 2 on bad input, 1 on divergence, 130 on Ctrl-C."""
+    args = train_parser().parse_args(argv)
+
+    def body():
+        from .runner import fit
+
+        fit(config_from_args(args), resume=args.resume)
+
+    return _run(body)
 
 
 def _checkpoint_argument(parser):
     parser.add_argument("checkpoint", help="a save dir (its last/ is used) or a checkpoint folder such as runs/x/best")
     parser.add_argument("--ctx", default="auto", help="auto, cpu, gpu or gpu:N")
-
-
-def _run(body):
-    """Run ``body()`` with the command lines' error handling: one line, exit 2."""
-    setup_logging()
-    try:
-        return body() or 0
-    except (UserError, MXNetUnavailable) as err:
-        return _fail(err)
 
 
 def evaluate_main(argv=None):
