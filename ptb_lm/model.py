@@ -39,7 +39,7 @@ class RNNModel(gluon.HybridBlock):
     """
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
-                 init_scale=None, sparse_grad=False, **kwargs):
+                 init_scale=None, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         if mode not in MODES:
             raise ValueError("Invalid mode %s. Options are rnn_relu, rnn_tanh, lstm, and gru" % mode)
@@ -50,7 +50,7 @@ class RNNModel(gluon.HybridBlock):
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
-            self.encoder = nn.Embedding(vocab_size, embed_dim, sparse_grad=sparse_grad,
+            self.encoder = nn.Embedding(vocab_size, embed_dim,
                                         weight_initializer=mx.init.Uniform(init_scale or 0.1))
             layer_args = dict(hidden_size=hidden_dim, num_layers=num_layers, dropout=dropout,
                               input_size=embed_dim, i2h_weight_initializer=weight_init,
