@@ -9,7 +9,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -76,6 +76,7 @@ class Setup:
     rank: int = 0
     num_workers: int = 1
     sum_across_workers: Optional[Callable] = None
+    _eval_sources: dict = field(default_factory=dict, repr=False)
 
     @property
     def is_chief(self):
@@ -83,9 +84,17 @@ class Setup:
         return self.rank == 0
 
     def eval_source(self, split):
-        """A split batchified at the evaluation batch size, on the first context."""
-        ids = getattr(self.corpus, split)
-        return mx.nd.array(batchify(ids, self.config.eval_batch), ctx=self.ctxs[0], dtype="int32")
+        """A split batchified at the evaluation batch size, on the first context (made once per run)."""
+        if split not in self._eval_sources:
+            ids = getattr(self.corpus, split)
+            self._eval_sources[split] = mx.nd.array(batchify(ids, self.config.eval_batch), ctx=self.ctxs[0],
+                                                    dtype="int32")
+        return self._eval_sources[split]
+
+    def evaluate(self, split):
+        """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
+        return evaluate(self.model, self.eval_source(split), self.config.num_steps, self.loss_fn,
+                        sync_every_batch=self.config.engine == "imperative")
 
 
 REPORT_KEY = 10 ** 6  # a kvstore key no parameter uses (the trainer numbers parameters from 0)
@@ -209,8 +218,7 @@ def fit(config, on_event=None, resume=None, corpus=None):
     finally:
         progress.close()
     if run.is_chief:
-        test_loss = evaluate(run.model, run.eval_source("test"), config.num_steps, run.loss_fn,
-                             sync_every_batch=config.engine == "imperative")
+        test_loss = run.evaluate("test")
         emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
               "eval_batch_size": config.eval_batch})
     for listen in listeners:
@@ -239,8 +247,7 @@ def run_epoch(run, epoch, lr, emit, progress):
     progress.close()
     val_loss = 0.0
     if run.is_chief:
-        val_loss = evaluate(run.model, run.eval_source("valid"), config.num_steps, run.loss_fn,
-                            sync_every_batch=config.engine == "imperative")
+        val_loss = run.evaluate("valid")
         emit({"event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "val_ppl": perplexity(val_loss), "lr": lr,
               "train_tokens_per_sec": tokens / train_seconds,
