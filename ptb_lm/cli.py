@@ -145,7 +145,7 @@ def evaluate_main(argv=None):
     """``ptb-lm-evaluate``: perplexity of a checkpoint on a PTB split or on any text file."""
     parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
     _checkpoint_argument(parser)
-    parser.add_argument("--split", default="test", help="valid or test (ignored with --text)")
+    parser.add_argument("--split", default="test", help="valid, test or train (ignored with --text)")
     parser.add_argument("--text", help="a text file, one sentence per line, instead of a PTB split")
     parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
     parser.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's); it changes "
@@ -172,7 +172,7 @@ def evaluate_main(argv=None):
                 raise DataError("cannot read --text %s: %s" % (args.text, err.strerror)) from None
         else:
             if args.split not in ("valid", "test", "train"):
-                raise DataError("unknown --split %r: use valid or test" % args.split)
+                raise DataError("unknown --split %r: use valid, test or train" % args.split)
             lines, source = read_split_texts(locate_ptb(args.data))[args.split].splitlines(), args.split
         batch_size = args.batch_size or config.eval_batch
         num_steps = args.num_steps or config.num_steps
