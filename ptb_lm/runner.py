@@ -163,7 +163,15 @@ def setup(config, corpus=None):
     # Worker r of n, with k contexts, owns stream blocks r*k .. r*k+k-1 of n*k.
     shards = stream_shards(config.batch_size, num_workers * len(ctxs))[rank * len(ctxs):(rank + 1) * len(ctxs)]
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
-    reducer = report_reducer(kv, ctxs[0]) if num_workers > 1 else None
+    reducer = None
+    if num_workers > 1:
+        # Gluon sets up the kvstore lazily, inside the first all-reduce: rank 0's initial weights
+        # are broadcast there. Do it now and wait for every worker, so that no worker's first
+        # gradients can meet a server whose parameters are not all in place yet.
+        trainer._init_kvstore()  # private, but stable: mxnet is pinned at its last release, 1.9.1
+        trainer._init_params()
+        kv._barrier()
+        reducer = report_reducer(kv, ctxs[0])
     return Setup(config, corpus, ctxs, model, trainer, loss_fn, plan, rank, num_workers, reducer)
 
 
