@@ -1,7 +1,7 @@
 """ptb_lm: a word-level RNN language model on Penn Treebank, trained with MXNet Gluon.
 
-The seed chapter's names are here: ``Dictionary``, ``Corpus``, ``batchify``,
-``get_batch``, ``RNNModel``, ``detach``, ``evaluate`` (the seed's ``model_eval``),
+The chapter's names are here: ``Dictionary``, ``Corpus``, ``batchify``,
+``get_batch``, ``RNNModel``, ``detach``, ``evaluate`` (the chapter's ``model_eval``),
 ``try_gpu``; and the tool's: ``TrainConfig``, ``fit``, ``load``.
 
 The data layer (``ptb_lm.data``, ``ptb_lm.download``, ``ptb_lm.config``) is pure
@@ -12,7 +12,8 @@ name that needs it is used.
 
 from .config import PRESETS, TrainConfig, from_preset
 from .data import Corpus, Dictionary, batchify, get_batch
-from .errors import ConfigError, DataError, Interrupted, TrainingDiverged, UserError
+from .download import locate_ptb
+from .errors import ConfigError, DataError, Interrupted, PtbLmError, RunFailure, TrainingDiverged, UserError
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ _LAZY = {
     "build_model": "model",
     "detach": "training",
     "evaluate": "training",
+    "evaluate_checkpoint": "generation",
     "try_gpu": "context",
     "fit": "runner",
     "History": "reporting",
@@ -37,5 +39,6 @@ def __getattr__(name):
     raise AttributeError("module 'ptb_lm' has no attribute %r" % name)
 
 
-__all__ = ["Corpus", "Dictionary", "batchify", "get_batch", "TrainConfig", "ConfigError", "DataError",
-           "PRESETS", "from_preset", "UserError", "Interrupted", "TrainingDiverged"] + sorted(_LAZY)
+__all__ = ["Corpus", "Dictionary", "batchify", "get_batch", "locate_ptb", "TrainConfig", "ConfigError", "DataError",
+           "PRESETS", "from_preset", "PtbLmError", "UserError", "RunFailure", "Interrupted",
+           "TrainingDiverged"] + sorted(_LAZY)

@@ -1,31 +1,36 @@
-"""Checkpoints that hold everything needed to resume, written atomically, without pickle.
+"""Checkpoints that hold everything needed to resume: written atomically, verified on load, no pickle.
 
 Layout of a save dir::
 
     runs/small/
+      .lock                      the process id of the run writing here (one run at a time)
       last -> epoch-0007/        symbolic links, each swapped in one rename
       best -> epoch-0005/
       epoch-0007/
         model.params             Block.save_parameters (MXNet's own binary format)
-        optimizer.params         the optimizer's per-parameter state tensors (absent for plain SGD)
         config.json              the TrainConfig
         vocab.txt                one word per line, in id order
-        state.json               epoch, learning rate, update counts, metrics so far, RNG states
+        state.json               epoch, best validation loss, plateau factor, every event so far,
+                                 Python's and NumPy's RNG states, and the sha256 of model.params
 
-A checkpoint is written whole into a temporary folder, renamed to its final
-name, and only then do ``last`` / ``best`` switch to it, so a run killed at any
-instant leaves the previous checkpoint whole. Folders no link points to are
-then removed.
+Only the folders that ``last`` and ``best`` point to are kept. A checkpoint is
+written whole into a temporary folder, renamed to its final name, and only then
+do the links switch to it, so a run killed at any instant leaves the previous
+checkpoint whole. Every load checks model.params against the sha256 in
+state.json, so a damaged file is refused instead of evaluated.
 
-MXNet cannot export its random generator's state, so runs with a seed reseed
-MXNet at every epoch from ``(seed, epoch)``; resuming at an epoch boundary then
-replays the same dropout masks as an uninterrupted run.
+Plain SGD (no momentum, no weight decay) keeps no optimizer state, and the rate
+is set from the schedule at every epoch, so a checkpoint needs none:
+:func:`check_optimizer_is_stateless` guards that assumption.
 """
 
+import hashlib
 import json
+import logging
 import os
 import random
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -33,103 +38,111 @@ import numpy as np
 from ._compat import import_mxnet
 from .config import TrainConfig
 from .data import Dictionary
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed
 from .model import build_model
 
 mx = import_mxnet()
+logger = logging.getLogger(__name__)
 
 LINKS = ("last", "best")
+FILES = ("model.params", "config.json", "vocab.txt", "state.json")
+LOCK = ".lock"
 
 
-def _python_rng_state():
+# --- writing ------------------------------------------------------------------------------------
+
+def sha256_of(path, chunk_size=1 << 20):
+    """The hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def rng_states():
+    """Python's and NumPy's generator states as JSON-able lists."""
     version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _numpy_rng_state():
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+    return {"python": [version, list(internal), gauss],
+            "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
 
 
 def restore_rng_states(state):
-    """Put back the Python and NumPy generator states saved in ``state``."""
+    """Put back the Python and NumPy generator states saved by :func:`rng_states`."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def _optimizer_state(trainer):
-    """The trainer's optimizer counters as JSON, and its state tensors as a name -> NDArray dict."""
-    optimizer = trainer._optimizer
-    tensors = {}
-    for updater in trainer._updaters[:1]:  # every updater holds the same states; keep the first's
-        for index, state in updater.states.items():
-            if state is None:
-                continue
-            if not isinstance(state, mx.nd.NDArray):
-                raise CheckpointError("optimizer state of type %s cannot be saved" % type(state).__name__)
-            tensors["state_%d" % index] = state
-    counters = {
-        "learning_rate": trainer.learning_rate,
-        "num_update": optimizer.num_update,
-        "index_update_count": {str(k): v for k, v in optimizer._index_update_count.items()},
-    }
-    return counters, tensors
+def check_optimizer_is_stateless(optimizer):
+    """Raise ConfigError if ``optimizer`` keeps per-parameter state, which checkpoints do not store."""
+    if optimizer.create_state(0, mx.nd.zeros((1,))) is not None:
+        raise ConfigError("this optimizer keeps per-parameter state, which ptb_lm's checkpoints do not hold")
 
 
-def restore_trainer(trainer, folder):
-    """Load a checkpoint's optimizer counters and state tensors into ``trainer``."""
-    with open(os.path.join(folder, "state.json")) as f:
-        counters = json.load(f)["optimizer"]
-    optimizer = trainer._optimizer
-    trainer.set_learning_rate(counters["learning_rate"])
-    optimizer.num_update = counters["num_update"]
-    optimizer._index_update_count = {int(k): v for k, v in counters["index_update_count"].items()}
-    tensors_file = os.path.join(folder, "optimizer.params")
-    if os.path.isfile(tensors_file):
-        tensors = mx.nd.load(tensors_file)
-        for updater in trainer._updaters:
-            for name, value in tensors.items():
-                updater.states[int(name.split("_")[1])] = value.copyto(value.context)
-            updater.states_synced = {index: False for index in updater.states}
-
-
-def save_checkpoint(save_dir, model, trainer, config, dictionary, state, best=False):
+def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
     """Write a checkpoint of epoch ``state['epoch']``; point ``last`` (and ``best`` if asked) at it.
 
-    ``state`` is a JSON-able dict (epoch, metrics, learning-rate schedule state);
-    the optimizer counters and RNG states are added here.
+    ``state`` is a JSON-able dict (epoch, metrics, schedule state); the RNG
+    states and the sha256 of model.params are added here. A failure to write
+    (a full disk, say) raises :class:`~ptb_lm.errors.WriteFailed` and leaves the
+    previous checkpoint and the links as they were.
     """
-    os.makedirs(save_dir, exist_ok=True)
     name = "epoch-%04d" % state["epoch"]
-    staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
+    staging = None
     try:
-        model.save_parameters(os.path.join(staging, "model.params"))
-        counters, tensors = _optimizer_state(trainer)
-        if tensors:
-            mx.nd.save(os.path.join(staging, "optimizer.params"), tensors)
-        with open(os.path.join(staging, "config.json"), "w") as f:
-            f.write(config.to_json())
+        staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
+        params = os.path.join(staging, "model.params")
+        model.save_parameters(params)
+        _write_text(os.path.join(staging, "config.json"), config.to_json())
         dictionary.save(os.path.join(staging, "vocab.txt"))
-        full_state = dict(state, optimizer=counters, rng={"python": _python_rng_state(), "numpy": _numpy_rng_state()})
-        with open(os.path.join(staging, "state.json"), "w") as f:
-            json.dump(full_state, f)
-        for path in os.listdir(staging):
-            with open(os.path.join(staging, path), "rb") as f:
+        full_state = dict(state, rng=rng_states(), model_params_sha256=sha256_of(params))
+        _write_text(os.path.join(staging, "state.json"), json.dumps(full_state))
+        for entry in os.listdir(staging):
+            with open(os.path.join(staging, entry), "rb") as f:
                 os.fsync(f.fileno())
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a checkpoint is for everyone who can read the run
         final = os.path.join(save_dir, name)
-        if os.path.exists(final):  # the same epoch saved again (e.g. after a resume): move the old one aside
+        if os.path.exists(final):  # the same epoch written again: move the old one aside, removed below
             os.rename(final, tempfile.mkdtemp(prefix=".stale-", dir=save_dir))
         os.rename(staging, final)
+        staging = None
+        _point(save_dir, "last", name)
+        if best:
+            _point(save_dir, "best", name)
+    except (OSError, mx.base.MXNetError) as err:
+        kept = _describe_last(save_dir)
+        raise WriteFailed("cannot write the checkpoint of epoch %d in %s (%s); %s. Free space or fix the "
+                          "folder, then continue with --resume %s"
+                          % (state["epoch"], save_dir, _reason(err), kept, save_dir)) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _point(save_dir, "last", name)
-    if best:
-        _point(save_dir, "best", name)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     _remove_unreferenced(save_dir)
     return os.path.join(save_dir, name)
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _reason(err):
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err).strip().splitlines()[0]
+
+
+def _describe_last(save_dir):
+    target = _link_target(save_dir, "last")
+    return "%s/last still holds %s" % (save_dir, target) if target else "no earlier checkpoint was there"
+
+
+def _link_target(save_dir, link):
+    path = os.path.join(save_dir, link)
+    return os.readlink(path) if os.path.islink(path) else None
 
 
 def _point(save_dir, link, target):
@@ -141,7 +154,7 @@ def _point(save_dir, link, target):
 
 
 def _remove_unreferenced(save_dir):
-    keep = {os.readlink(os.path.join(save_dir, l)) for l in LINKS if os.path.islink(os.path.join(save_dir, l))}
+    keep = {_link_target(save_dir, link) for link in LINKS}
     for entry in os.listdir(save_dir):
         path = os.path.join(save_dir, entry)
         stale = entry.startswith((".stale-", ".writing-")) or (entry.startswith("epoch-") and entry not in keep)
@@ -149,30 +162,200 @@ def _remove_unreferenced(save_dir):
             shutil.rmtree(path, ignore_errors=True)
 
 
+# --- the save dir: created, writable, and held by one run at a time -------------------------------
+
+class SaveDirLock(object):
+    """``save_dir/.lock`` holds the id of the process that writes checkpoints there.
+
+    The file is also ``flock``-ed for the whole run, so the kernel frees it when
+    the process dies however it dies; a lock left by a process that is gone is
+    taken over, and the log says so. A second run on the same save dir is
+    refused with one line that names the holder.
+    """
+
+    def __init__(self, save_dir):
+        self.save_dir = save_dir
+        self.path = os.path.join(save_dir, LOCK)
+        self._file = None
+
+    def acquire(self):
+        import fcntl
+
+        prepare_save_dir(self.save_dir)
+        try:
+            handle = open(self.path, "a+")
+        except OSError as err:
+            raise SaveDirError("cannot write in --save-dir %s (%s): choose a folder you can write to"
+                               % (self.save_dir, _reason(err))) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise SaveDirError("--save-dir %s is in use by %s: wait for that run to end, or choose another "
+                               "--save-dir" % (self.save_dir, holder)) from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous:
+            logger.warning("taking over the lock of %s, left by %s, which is no longer running",
+                           self.save_dir, previous)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write("process %d on %s" % (os.getpid(), socket.gethostname()))
+            handle.flush()
+        except OSError as err:
+            handle.close()
+            raise SaveDirError("cannot write in --save-dir %s (%s): free space or choose another folder"
+                               % (self.save_dir, _reason(err))) from None
+        self._file = handle
+        return self
+
+    def release(self):
+        if self._file is not None:
+            try:
+                self._file.truncate(0)  # an empty lock file is a free one: nobody to report as stale
+            except OSError:
+                pass
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def prepare_save_dir(save_dir):
+    """Create ``save_dir`` if needed; raise SaveDirError, naming it, if it cannot be used."""
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SaveDirError("--save-dir %s: a file is in the way (the path or one of its parents is a file, "
+                           "not a folder); choose another --save-dir" % save_dir) from None
+    except OSError as err:
+        raise SaveDirError("cannot create --save-dir %s (%s): choose a folder you can write to"
+                           % (save_dir, _reason(err))) from None
+    if not os.access(save_dir, os.W_OK | os.X_OK):
+        raise SaveDirError("cannot write in --save-dir %s (permission denied): choose a folder you can write to"
+                           % save_dir)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+class Checkpoint(object):
+    """One checkpoint, read once and verified: ``folder``, ``config``, ``dictionary``, ``state``.
+
+    ``path`` is a save dir (its ``last`` is used) or a checkpoint folder such as
+    ``runs/x/best``. ``save_dir`` is the folder that holds the checkpoint.
+    """
+
+    def __init__(self, path):
+        self.folder = checkpoint_folder(path)
+        self.real_folder = os.path.realpath(self.folder)
+        self.save_dir = os.path.dirname(self.real_folder)
+        self.params_path = os.path.join(self.folder, "model.params")
+        missing = [f for f in FILES if not os.path.isfile(os.path.join(self.folder, f))]
+        if missing:
+            raise CheckpointError("%s is incomplete: it lacks %s. Use another checkpoint of the run (its best/ "
+                                  "or last/)" % (self.folder, ", ".join(missing)))
+        self.state = self._read_json("state.json")
+        try:
+            self.config = TrainConfig.from_dict(self._read_json("config.json"))
+        except (ConfigError, TypeError) as err:
+            raise CheckpointError("%s/config.json is not a ptb_lm config (%s)" % (self.folder, err)) from None
+        try:
+            self.dictionary = Dictionary.load(os.path.join(self.folder, "vocab.txt"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError("cannot read %s/vocab.txt (%s)" % (self.folder, err)) from None
+        for key in ("epoch", "best_val_loss", "plateau_factor", "events", "rng"):
+            if key not in self.state:
+                raise CheckpointError("%s/state.json lacks %r: it was not written by this version of ptb_lm"
+                                      % (self.folder, key))
+        self.epoch = self.state["epoch"]
+        self.verify()
+
+    def _read_json(self, name):
+        path = os.path.join(self.folder, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as err:
+            raise CheckpointError("%s is damaged (%s): use another checkpoint of the run (its best/ or last/)"
+                                  % (path, err)) from None
+
+    def verify(self):
+        """Raise CheckpointError unless model.params has the sha256 recorded in state.json."""
+        expected = self.state.get("model_params_sha256")
+        if expected is None:
+            raise CheckpointError("%s/state.json records no sha256 of model.params, so it cannot be verified: "
+                                  "it was written by an older ptb_lm" % self.folder)
+        found = sha256_of(self.params_path)
+        if found != expected:
+            raise CheckpointError("%s is damaged: its sha256 is %s, not the %s recorded when it was written. "
+                                  "Use another checkpoint of the run (its best/ or last/)"
+                                  % (self.params_path, found[:12], expected[:12]))
+
+    def load_parameters(self, model, ctx):
+        """Load the verified weights into ``model`` on ``ctx`` (a context or a list)."""
+        try:
+            model.load_parameters(self.params_path, ctx=ctx)
+        except (mx.base.MXNetError, AssertionError, OSError) as err:
+            raise CheckpointError("%s does not fit its config.json (%s)"
+                                  % (self.params_path, _reason(err))) from None
+
+    def build_model(self, ctx):
+        """The model of this checkpoint, with its weights, on ``ctx``."""
+        model = build_model(self.config, len(self.dictionary))
+        self.load_parameters(model, ctx)
+        return model
+
+
 def checkpoint_folder(path):
     """Accept a save dir (use its ``last``) or a checkpoint folder; return the checkpoint folder."""
-    if os.path.isfile(os.path.join(path, "last", "state.json")):
-        path = os.path.join(path, "last")
-    if not os.path.isfile(os.path.join(path, "state.json")):
-        raise CheckpointError("%s is not a checkpoint (no state.json in it or in its last/)" % path)
-    return path
-
-
-def read_checkpoint(path):
-    """Return ``(folder, config, dictionary, state)`` of the checkpoint at ``path``."""
-    folder = checkpoint_folder(path)
-    with open(os.path.join(folder, "config.json")) as f:
-        config = TrainConfig.from_dict(json.load(f))
-    dictionary = Dictionary.load(os.path.join(folder, "vocab.txt"))
-    with open(os.path.join(folder, "state.json")) as f:
-        state = json.load(f)
-    return folder, config, dictionary, state
+    path = os.fspath(path)
+    if os.path.isdir(os.path.join(path, "last")):
+        return os.path.join(path, "last")
+    if os.path.isfile(os.path.join(path, "model.params")) or os.path.isfile(os.path.join(path, "state.json")):
+        return path
+    raise CheckpointError("%s is not a checkpoint: give a save dir (with last/ in it) or a checkpoint folder "
+                          "such as runs/x/best" % path)
 
 
 def load(path, ctx=None):
-    """Return ``(model, vocab, config)`` from a checkpoint folder or a save dir, ready to evaluate."""
-    folder, config, dictionary, _ = read_checkpoint(path)
-    ctx = ctx or mx.cpu()
-    model = build_model(config, len(dictionary))
-    model.load_parameters(os.path.join(folder, "model.params"), ctx=ctx)
-    return model, dictionary, config
+    """Return ``(model, vocab, config)`` from a checkpoint folder or a save dir, verified, ready to evaluate."""
+    point = Checkpoint(path)
+    return point.build_model(ctx or mx.cpu()), point.dictionary, point.config
+
+
+def newest_epoch(save_dir):
+    """The epoch that ``save_dir/last`` holds, or None where there is no readable one."""
+    try:
+        with open(os.path.join(save_dir, "last", "state.json"), encoding="utf-8") as f:
+            return json.load(f)["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def copy_checkpoint(point, save_dir, best):
+    """Start a new save dir from ``point``: copy its folder in and point ``last`` (and ``best``) at it."""
+    name = os.path.basename(point.real_folder)
+    staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
+    try:
+        for entry in FILES:
+            shutil.copy2(os.path.join(point.folder, entry), os.path.join(staging, entry))
+        os.chmod(staging, 0o755)
+        os.rename(staging, os.path.join(save_dir, name))
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise SaveDirError("cannot copy %s into --save-dir %s (%s)" % (point.folder, save_dir, _reason(err))) from None
+    _point(save_dir, "last", name)
+    if best:
+        _point(save_dir, "best", name)
+
+
+__all__ = ["Checkpoint", "SaveDirLock", "check_optimizer_is_stateless", "checkpoint_folder", "copy_checkpoint",
+           "load", "newest_epoch", "prepare_save_dir", "restore_rng_states", "save_checkpoint",
+           "sha256_of"]

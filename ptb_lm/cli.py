@@ -13,8 +13,8 @@ import socket
 import sys
 
 from ._compat import MXNetUnavailable
-from .config import PRESETS, TrainConfig
-from .errors import Interrupted, TrainingDiverged, UserError
+from .config import PRESETS, TrainConfig, from_preset
+from .errors import ConfigError, PtbLmError
 
 # flag -> (type, help); the default shown is TrainConfig's
 _TRAIN_FLAGS = [
@@ -30,10 +30,10 @@ _TRAIN_FLAGS = [
     ("--batch-size", int, "number of parallel streams per batch"),
     ("--num-steps", int, "truncated-BPTT length: time steps per batch"),
     ("--eval-period", int, "report the training loss every this many batches"),
-    ("--eval-batch-size", int, "batch size for validation and test (default: --batch-size, as the seed)"),
+    ("--eval-batch-size", int, "batch size for validation and test (default: --batch-size, as the chapter)"),
     ("--max-batches", int, "stop each epoch after this many batches (smoke runs)"),
-    ("--seed", int, "seed Python, NumPy and MXNet (default: unseeded, as the seed)"),
-    ("--engine", str, "fast (hybridized, one wait per batch) or imperative (the seed's loop); same math"),
+    ("--seed", int, "random seed for Python, NumPy and MXNet, for a repeatable run (default: none, unseeded as in the chapter)"),
+    ("--engine", str, "fast (hybridized, one wait per batch) or imperative (the chapter's loop); same math"),
     ("--data", str, "PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)"),
     ("--ctx", str, "auto, cpu, gpu, gpu:N, or a list such as gpu:0,1 or cpu:0,1"),
     ("--kvstore", str, "gradient reduction across contexts or workers: device, local or dist_sync"),
@@ -42,8 +42,8 @@ _TRAIN_FLAGS = [
     ("--lr-decay", float, "multiply the rate by this whenever validation loss fails to improve"),
     ("--lr-decay-after", int, "with --lr-decay-per-epoch: epochs at the full rate before decaying"),
     ("--lr-decay-per-epoch", float, "multiply the rate by this every epoch after --lr-decay-after"),
-    ("--init-scale", float, "initialise every weight Uniform(-x, x) (Zaremba) instead of the seed's Xavier"),
-    ("--progress", str, "auto (a bar in a terminal, plain lines elsewhere), bar, plain or none"),
+    ("--init-scale", float, "initialise every weight Uniform(-x, x) (Zaremba) instead of the chapter's Xavier"),
+    ("--progress", str, "auto (a bar in a terminal, none elsewhere), bar or none; the log lines are always printed"),
 ]
 
 
@@ -55,37 +55,44 @@ def train_parser():
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="ptb-lm-train",
-        description="Train a word-level RNN language model on Penn Treebank with MXNet Gluon. "
-                    "With no flags it runs the seed chapter's configuration and math.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a word-level RNN language model on Penn Treebank with MXNet Gluon. With no flags it "
+                    "runs the configuration and math of the chapter (the d2l-zh chapter \"循环神经网络 — 使用Gluon\"): "
+                    "100 epochs, hours on a laptop CPU; add --epochs 1 --max-batches 200 for a one-minute try.",
     )
-    parser.add_argument("--preset", default="seed",
-                        help="a named set of flag values, which explicit flags override: %s" % ", ".join(PRESETS))
+    parser.add_argument("--preset", default=None,
+                        help="a named set of flag values, which explicit flags override: %s (default: chapter)"
+                        % ", ".join(PRESETS))
     parser.add_argument("--resume", metavar="DIR",
-                        help="continue the run saved in DIR (its config, except the flags given here)")
+                        help="continue the run saved in DIR (a save dir, or a checkpoint folder such as DIR/last) "
+                             "in the save dir that holds it; give --save-dir NEW to branch from an older "
+                             "checkpoint. Its settings are kept, except --epochs, --lr and the like given here")
     parser.add_argument("--tied", action="store_true", default=argparse.SUPPRESS,
                         help="share the embedding and decoder weights (needs --embed-dim == --hidden-dim)")
     for flag, kind, text in _TRAIN_FLAGS:
         default = getattr(defaults, _field(flag))
+        shown = "" if "default:" in text else " (default: %s)" % ("none" if default is None else default)
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
-                            help="%s (default: %s)" % (text, default))
+                            help=text + shown)
     return parser
 
 
 def config_from_args(args):
-    """The config that parsed ``args`` describe: preset or checkpoint, then the explicit flags."""
+    """The config that parsed ``args`` describe, and the resume point if any.
+
+    Without --resume: the preset, then the explicit flags. With --resume: the
+    checkpoint's config, then the explicit flags (:mod:`ptb_lm.resume` refuses
+    those that would change the architecture, and --preset).
+    """
     explicit = {k: v for k, v in vars(args).items() if k not in ("preset", "resume")}
     if args.resume:
-        from .checkpoint import read_checkpoint
+        from .resume import ResumePoint
 
-        saved = read_checkpoint(args.resume)[1]
-        base = dataclasses.asdict(saved)
-        if "save_dir" not in explicit:
-            explicit["save_dir"] = args.resume if saved.save_dir is None else saved.save_dir
-        return TrainConfig(**dict(base, **explicit))
-    from .config import from_preset
-
-    return from_preset(args.preset, **explicit)
+        if getattr(args, "preset", None) is not None:
+            raise ConfigError("--resume continues a run with its own settings: drop --preset %s (flags such as "
+                              "--epochs or --lr may still be given)" % args.preset)
+        point = ResumePoint(args.resume)
+        return point.config_with(explicit), point
+    return from_preset(args.preset or "chapter", **explicit), None
 
 
 def setup_logging(level=logging.INFO):
@@ -111,17 +118,15 @@ def _fail(message, code=2):
 
 
 def _run(body):
-    """Run ``body()`` with the command lines' error handling: one line on stderr and the exit
-    code: 2 for bad input, 1 for divergence, 130 for Ctrl-C (0, or body's own code, otherwise)."""
+    """Run ``body()`` with the command lines' error handling: one line ``ptb-lm: error: ...`` on stderr
+    and the error's exit code (2 bad input, 1 a run that could not go on, 130 Ctrl-C)."""
     setup_logging()
     try:
         return body() or 0
-    except (UserError, MXNetUnavailable) as err:
+    except PtbLmError as err:
+        return _fail(err, err.exit_code)
+    except MXNetUnavailable as err:
         return _fail(err)
-    except TrainingDiverged as err:
-        return _fail(err, code=1)
-    except Interrupted as err:
-        return _fail(err, code=130)
 
 
 def train_main(argv=None):
@@ -131,7 +136,8 @@ def train_main(argv=None):
     def body():
         from .runner import fit
 
-        fit(config_from_args(args), resume=args.resume)
+        config, point = config_from_args(args)
+        fit(config, resume=point)
 
     return _run(body)
 
@@ -142,11 +148,12 @@ def _checkpoint_argument(parser):
 
 
 def evaluate_main(argv=None):
-    """``ptb-lm-evaluate``: perplexity of a checkpoint on a PTB split or on any text file."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
+    """ptb-lm-evaluate: perplexity of a checkpoint on a PTB split or on any text file."""
+    parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _checkpoint_argument(parser)
     parser.add_argument("--split", default="test", help="valid, test or train (ignored with --text)")
-    parser.add_argument("--text", help="a text file, one sentence per line, instead of a PTB split")
+    parser.add_argument("--text", help="a UTF-8 text file, one sentence per line, instead of a PTB split")
     parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
     parser.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's); it changes "
                                                        "perplexity, since each stream starts from a zero state")
@@ -154,63 +161,47 @@ def evaluate_main(argv=None):
     args = parser.parse_args(argv)
 
     def body():
-        from .checkpoint import checkpoint_folder, load
         from .context import resolve_contexts
-        from .data import read_split_texts
-        from .download import locate_ptb
-        from .errors import DataError
-        from .generation import evaluate_text
-        from .reporting import perplexity
+        from .generation import evaluate_checkpoint
 
-        ctx = resolve_contexts(args.ctx)[0]
-        model, vocab, config = load(args.checkpoint, ctx=ctx)
-        if args.text:
-            try:
-                with open(args.text, encoding="utf-8") as f:
-                    lines, source = f.read().splitlines(), args.text
-            except OSError as err:
-                raise DataError("cannot read --text %s: %s" % (args.text, err.strerror)) from None
-        else:
-            if args.split not in ("valid", "test", "train"):
-                raise DataError("unknown --split %r: use valid, test or train" % args.split)
-            lines, source = read_split_texts(locate_ptb(args.data))[args.split].splitlines(), args.split
-        batch_size = args.batch_size or config.eval_batch
-        num_steps = args.num_steps or config.num_steps
-        if batch_size < 1 or num_steps < 1:
-            raise DataError("--batch-size and --num-steps must be at least 1")
-        try:
-            loss, tokens, unknown, scored = evaluate_text(model, vocab, lines, batch_size, num_steps, ctx)
-        except ValueError as err:
-            raise DataError(str(err)) from None
+        ctx = resolve_contexts(args.ctx, purpose="evaluating")[0]
+        result = evaluate_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
+                                     num_steps=args.num_steps, data=args.data, ctx=ctx)
         logging.getLogger("ptb_lm").info(
-            "%s perplexity %.2f (loss %.4f) on %d tokens (%d scored; %d unknown, mapped to <unk>); "
-            "eval batch size %d, num_steps %d; checkpoint %s",
-            source, perplexity(loss), loss, tokens, scored, unknown, batch_size, num_steps,
-            checkpoint_folder(args.checkpoint))
+            "%(source)s perplexity %(ppl).2f (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
+            "%(unknown)d unknown, mapped to <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d; "
+            "checkpoint %(checkpoint)s" % result)
 
     return _run(body)
 
 
 def generate_main(argv=None):
-    """``ptb-lm-generate``: words sampled from a checkpoint."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-generate", description=generate_main.__doc__)
+    """ptb-lm-generate: words sampled from a checkpoint."""
+    parser = argparse.ArgumentParser(prog="ptb-lm-generate", description=generate_main.__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _checkpoint_argument(parser)
     parser.add_argument("--words", type=int, default=50, help="how many words to sample")
     parser.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: more varied")
-    parser.add_argument("--seed", type=int, help="seed of the sampler, for a repeatable text")
-    parser.add_argument("--prompt", default="", help="words to start from (unknown ones read as <unk>)")
+    parser.add_argument("--seed", type=int, help="random seed of the sampler, for a repeatable text "
+                                                 "(default: a different text each time)")
+    parser.add_argument("--prompt", default="", help="words to start from (words outside the vocabulary read as "
+                                                     "<unk>, and are named)")
     args = parser.parse_args(argv)
 
     def body():
         from .checkpoint import load
         from .context import resolve_contexts
-        from .errors import ConfigError
         from .generation import generate
 
-        if args.words < 1 or not args.temperature > 0:
-            raise ConfigError("--words must be at least 1 and --temperature above 0")
-        ctx = resolve_contexts(args.ctx)[0]
+        if args.words < 1:
+            raise ConfigError("--words must be at least 1, got %d" % args.words)
+        if not args.temperature > 0:
+            raise ConfigError("--temperature must be above 0, got %g" % args.temperature)
+        ctx = resolve_contexts(args.ctx, purpose="generating")[0]
         model, vocab, _ = load(args.checkpoint, ctx=ctx)
+        unknown = [w for w in args.prompt.split() if w not in vocab.word_to_idx]
+        if unknown:
+            logging.getLogger("ptb_lm").warning("not in the vocabulary, read as <unk>: %s", " ".join(unknown))
         words = generate(model, vocab, args.words, args.temperature, args.prompt, args.seed, ctx)
         text = " ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n")
         sys.stdout.write((args.prompt + " " if args.prompt else "") + text.strip(" ") + "\n")
@@ -219,7 +210,7 @@ def generate_main(argv=None):
 
 
 def plot_main(argv=None):
-    """``ptb-lm-plot``: a PNG of train and validation perplexity by epoch from a --log-json file."""
+    """ptb-lm-plot: a PNG of train and validation perplexity by epoch from a --log-json file."""
     parser = argparse.ArgumentParser(prog="ptb-lm-plot", description=plot_main.__doc__)
     parser.add_argument("log_json", help="the file written by ptb-lm-train --log-json")
     parser.add_argument("--out", help="the PNG to write (default: beside the log, .png)")
@@ -235,28 +226,29 @@ def plot_main(argv=None):
             raise DataError("plotting needs matplotlib: pip install -e '.[plot]'") from None
         try:
             events = read_jsonl(args.log_json)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, KeyError) as err:
             raise DataError("cannot read %s: %s" % (args.log_json, err)) from None
         out = args.out or os.path.splitext(args.log_json)[0] + ".png"
         try:
             plot_history(events, out)
-        except ValueError as err:
-            raise DataError(str(err)) from None
+        except OSError as err:
+            raise DataError("cannot write %s: %s" % (out, err.strerror or err)) from None
         logging.getLogger("ptb_lm").info("wrote %s", out)
 
     return _run(body)
 
 
 def launch_main(argv=None):
-    """``ptb-lm-launch``: data-parallel training over MXNet's parameter server (kvstore dist_sync).
+    """ptb-lm-launch: data-parallel training over MXNet's parameter server (kvstore dist_sync).
 
-    Everything after ``--`` goes to each worker's training command, e.g.
-    ``ptb-lm-launch --local 2 -- --kvstore dist_sync --epochs 1``.
+    Everything after -- goes to each worker's training command, e.g.
+    ptb-lm-launch --local 2 -- --epochs 1 --seed 1
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="ptb-lm-launch", description=launch_main.__doc__,
+                                     usage="%(prog)s (--local N | --hosts FILE) [options] -- TRAINING FLAGS",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--local", type=int, metavar="N", help="run N workers on this machine (127.0.0.1)")

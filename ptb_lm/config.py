@@ -1,7 +1,7 @@
 """One immutable object holds every setting of a run; presets are named sets of them.
 
-The defaults are the seed's (the Gluon chapter's) hyperparameters, so a run
-with no flags does the seed's math. A config is frozen: training never
+The defaults are the chapter's (the d2l-zh Gluon RNN chapter's) hyperparameters, so a run
+with no flags does the chapter's math. A config is frozen: training never
 changes it; use ``config.replace(...)`` to derive another.
 """
 
@@ -15,40 +15,41 @@ from .errors import ConfigError
 MODES = ("rnn_relu", "rnn_tanh", "lstm", "gru")
 ENGINES = ("fast", "imperative")
 KVSTORES = ("device", "local", "dist_sync")
+PROGRESS = ("auto", "bar", "none")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- model -----------------------------------------------------------
-    mode: str = "rnn_relu"  # the seed's cell: a ReLU RNN
-    embed_dim: int = 100  # the seed's embedding size
-    hidden_dim: int = 100  # the seed's hidden size
-    num_layers: int = 2  # the seed's depth
-    dropout: float = 0.2  # the seed's rate, on embeddings, between layers and on outputs
-    tied: bool = False  # share embedding and decoder weights (Press & Wolf); off in the seed
-    init_scale: Optional[float] = None  # None: the seed's Xavier (+ Uniform(0.1) embedding); x: Uniform(x) everywhere
+    mode: str = "rnn_relu"  # the chapter's cell: a ReLU RNN
+    embed_dim: int = 100  # the chapter's embedding size
+    hidden_dim: int = 100  # the chapter's hidden size
+    num_layers: int = 2  # the chapter's depth
+    dropout: float = 0.2  # the chapter's rate, on embeddings, between layers and on outputs
+    tied: bool = False  # share embedding and decoder weights (Press & Wolf); off in the chapter
+    init_scale: Optional[float] = None  # None: the chapter's Xavier (+ Uniform(0.1) embedding); x: Uniform(x) everywhere
     # --- optimisation ----------------------------------------------------
-    lr: float = 1.0  # the seed's plain SGD rate (no momentum, no weight decay)
+    lr: float = 1.0  # the chapter's plain SGD rate (no momentum, no weight decay)
     clipping_norm: float = 0.2  # per token: the global norm is clipped at this x num_steps x batch_size
-    epochs: int = 100  # the seed's code runs 100 epochs
-    batch_size: int = 32  # the seed's number of parallel streams
-    num_steps: int = 5  # the seed's truncated-BPTT length
-    lr_decay: Optional[float] = None  # multiply lr by this when validation loss fails to improve; off in the seed
+    epochs: int = 100  # the chapter's code runs 100 epochs
+    batch_size: int = 32  # the chapter's number of parallel streams
+    num_steps: int = 5  # the chapter's truncated-BPTT length
+    lr_decay: Optional[float] = None  # multiply lr by this when validation loss fails to improve; off in the chapter
     lr_decay_after: Optional[int] = None  # Zaremba: after this many epochs, decay every epoch ...
     lr_decay_per_epoch: Optional[float] = None  # ... by this factor
     # --- evaluation and logging -------------------------------------------
-    eval_period: int = 500  # the seed reports the training loss every 500 batches
-    eval_batch_size: Optional[int] = None  # None: evaluate at the training batch size, as the seed
+    eval_period: int = 500  # the chapter reports the training loss every 500 batches
+    eval_batch_size: Optional[int] = None  # None: evaluate at the training batch size, as the chapter
     max_batches: Optional[int] = None  # stop each epoch after this many batches (smoke runs)
     # --- run -------------------------------------------------------------
-    seed: Optional[int] = None  # seeds python, numpy and mxnet; None leaves them unseeded, as the seed
-    engine: str = "fast"  # fast: hybridized, synchronises once per report; imperative: the seed's loop
+    seed: Optional[int] = None  # seeds python, numpy and mxnet; None leaves them unseeded, as the chapter
+    engine: str = "fast"  # fast: hybridized, synchronises once per report; imperative: the chapter's loop
     data: Optional[str] = None  # folder or zip; None: data/ptb/, data/ptb.zip, else download
     ctx: str = "auto"  # auto: the GPU if one works, else the CPU
     kvstore: str = "device"  # how gradients are summed across several contexts or workers
     save_dir: Optional[str] = None  # where checkpoints go (last/ and best/); None: none written
     log_json: Optional[str] = None  # one JSON object per line: batch, epoch and test events
-    progress: str = "auto"  # auto: a tqdm bar in a terminal, plain lines elsewhere; bar | plain | none
+    progress: str = "auto"  # auto: a tqdm bar in a terminal (or notebook), none elsewhere, where log lines suffice
 
     def __post_init__(self):
         self.validate()
@@ -80,8 +81,8 @@ class TrainConfig:
             raise ConfigError("unknown engine %r: choose one of %s" % (self.engine, ", ".join(ENGINES)))
         if self.kvstore not in KVSTORES:
             raise ConfigError("unknown kvstore %r: choose one of %s" % (self.kvstore, ", ".join(KVSTORES)))
-        if self.progress not in ("auto", "bar", "plain", "none"):
-            raise ConfigError("unknown progress %r: choose auto, bar, plain or none" % self.progress)
+        if self.progress not in PROGRESS:
+            raise ConfigError("unknown progress %r: choose %s" % (self.progress, ", ".join(PROGRESS)))
         for name in ("embed_dim", "hidden_dim", "num_layers", "epochs", "batch_size", "num_steps", "eval_period"):
             _at_least_one(name, getattr(self, name))
         for name in ("max_batches", "eval_batch_size", "lr_decay_after"):
@@ -160,19 +161,10 @@ _ZAREMBA = {
     ),
 }
 
-PRESETS = {"seed": {}}
+PRESETS = {"chapter": {}}
 for _name, _values in _ZAREMBA.items():
     PRESETS[_name] = _values
     PRESETS[_name + "-tied"] = dict(_values, tied=True)
-
-# The test perplexity each preset aims at, as published.
-PUBLISHED_TEST_PPL = {
-    "zaremba-small": 114.5,  # Zaremba et al. 2014
-    "zaremba-medium": 82.7,
-    "zaremba-large": 78.4,
-    "zaremba-small-tied": 112.4,  # Press & Wolf 2017
-}
-
 
 def from_preset(name, **overrides):
     """Return the config of preset ``name`` with ``overrides`` applied on top."""

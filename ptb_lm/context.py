@@ -57,22 +57,22 @@ def _gpu_unusable_reason(index):
     return None
 
 
-def try_gpu(index=0):
+def try_gpu(index=0, purpose="training"):
     """Return ``mx.gpu(index)`` if a computation there runs to the end, else ``mx.cpu()``, logging why."""
     mx = import_mxnet()
     reason = _gpu_unusable_reason(index)
     if reason is None:
         return mx.gpu(index)
-    logger.info("training on the CPU: %s", reason)
+    logger.info("%s on the CPU: %s", purpose, reason)
     return mx.cpu()
 
 
-def resolve_contexts(spec):
+def resolve_contexts(spec, purpose="training"):
     """Return the list of MXNet contexts that a --ctx value names, each checked to compute."""
     kind, ids = parse_ctx_spec(spec)
     mx = import_mxnet()
     if kind == "auto":
-        return [try_gpu(0)]
+        return [try_gpu(0, purpose)]
     if kind == "cpu":
         return [mx.cpu(i) for i in ids]
     for i in ids:

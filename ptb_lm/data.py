@@ -1,4 +1,4 @@
-"""Tokenised PTB as integer arrays, and the seed's batch layout. Pure NumPy.
+"""Tokenised PTB as integer arrays, and the chapter's batch layout. Pure NumPy.
 
 Nothing here imports mxnet, so the data layer can be used (and tested) on its
 own. ``batchify`` and ``get_batch`` only slice, reshape and transpose, so they
@@ -8,6 +8,7 @@ work the same on a NumPy array and on an MXNet NDArray.
 import io
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Dictionary(object):
 
 
 def tokenize_lines(lines):
-    """Yield the words of each line followed by ``<eos>``, as the seed does."""
+    """Yield the words of each line followed by ``<eos>``, as the chapter does."""
     for line in lines:
         for word in line.split():
             yield word
@@ -87,9 +88,9 @@ class Corpus(object):
 
     * a folder holding ``ptb.train.txt``, ``ptb.valid.txt``, ``ptb.test.txt``;
     * a zip holding those three files (in any folder inside it);
-    * the seed's file prefix, e.g. ``'data/ptb/ptb.'``.
+    * the chapter's file prefix, e.g. ``'data/ptb/ptb.'``.
 
-    The dictionary grows over train, then valid, then test, so ids match the seed's.
+    The dictionary grows over train, then valid, then test, so ids match the chapter's.
     """
 
     def __init__(self, path):
@@ -116,11 +117,12 @@ def read_split_texts(path):
         return {s: _read_text_file(names[s], s) for s in SPLITS}
     if os.path.isfile(path):
         return _read_zip(path)
-    if os.path.isfile(path + "train.txt"):  # the seed's prefix form
+    if os.path.isfile(path + "train.txt"):  # the chapter's prefix form
         return {s: _read_text_file(path + s + ".txt", s) for s in SPLITS}
     raise DataError(
-        "data path %r does not exist: give --data a folder holding ptb.{train,valid,test}.txt "
-        "or the ptb.zip itself" % path
+        "the data path %s does not exist: give a folder holding ptb.{train,valid,test}.txt or the ptb.zip "
+        "itself (in Python, ptb_lm.download.locate_ptb() finds or downloads PTB and returns such a path)"
+        % os.path.abspath(path)
     )
 
 
@@ -130,20 +132,33 @@ def _check_text(text, split, where):
     return text
 
 
+def _decode(data, split, where):
+    try:
+        return _check_text(data.decode("utf-8"), split, where)
+    except UnicodeDecodeError as err:
+        raise DataError("the %s split (%s) is not UTF-8 text (byte %d): the PTB files are damaged or not PTB; "
+                        "fetch them again" % (split, where, err.start)) from None
+
+
 def _read_text_file(name, split):
     if not os.path.isfile(name):
         raise DataError("the %s split is missing: expected the file %s" % (split, name))
-    with io.open(name, encoding="utf-8") as f:
-        return _check_text(f.read(), split, name)
+    try:
+        with io.open(name, "rb") as f:
+            return _decode(f.read(), split, name)
+    except OSError as err:
+        raise DataError("cannot read the %s split %s: %s" % (split, name, err.strerror or err)) from None
 
 
 def _read_zip(path):
+    damaged = "%s is damaged (%s): delete it and fetch the PTB zip again, or give a folder holding its text files"
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise DataError(
-            "%s is not a zip file: give --data the PTB zip or a folder holding its three text files" % path
-        ) from None
+        raise DataError("%s is not a zip file: give the PTB zip or a folder holding its three text files"
+                        % path) from None
+    except OSError as err:
+        raise DataError("cannot read %s: %s" % (path, err.strerror or err)) from None
     with archive:
         members = {os.path.basename(m): m for m in archive.namelist() if not m.endswith("/")}
         texts = {}
@@ -151,8 +166,11 @@ def _read_zip(path):
             member = members.get("ptb.%s.txt" % split)
             if member is None:
                 raise DataError("the %s split is missing: %s holds no ptb.%s.txt" % (split, path, split))
-            text = archive.read(member).decode("utf-8")
-            texts[split] = _check_text(text, split, "%s:%s" % (path, member))
+            try:
+                data = archive.read(member)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+                raise DataError(damaged % (path, err)) from None
+            texts[split] = _decode(data, split, "%s:%s" % (path, member))
     return texts
 
 

@@ -46,11 +46,17 @@ def download(url, dest, sha1, timeout=60.0):
 
     The bytes go to a temporary file beside ``dest``, which is renamed onto
     ``dest`` after the check, so ``dest`` is either absent or whole and verified.
+    A folder made for ``dest`` is removed again if the download fails.
     """
     folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
+    created = _make_folder(folder)
     digest = hashlib.sha1()
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=folder)
+    except OSError as err:
+        raise DataError("cannot write in %s (%s): make it writable, or pass --data" % (folder, err.strerror)) \
+            from None
+    ok = False
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -60,7 +66,8 @@ def download(url, dest, sha1, timeout=60.0):
                         out.write(chunk)
             except (urllib.error.URLError, OSError) as err:
                 raise DataError(
-                    "could not download %s (%s): fetch it by hand into %s, or pass --data" % (url, err, dest)
+                    "could not download %s (%s): fetch it by hand into %s, or pass --data"
+                    % (url, err, os.path.abspath(dest))
                 ) from None
             out.flush()
             os.fsync(out.fileno())
@@ -70,10 +77,25 @@ def download(url, dest, sha1, timeout=60.0):
                 "nothing was kept, try again later" % (url, digest.hexdigest(), sha1)
             )
         os.replace(tmp, dest)
+        ok = True
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if created and not ok:
+            shutil.rmtree(folder, ignore_errors=True)
     return dest
+
+
+def _make_folder(folder):
+    """Create ``folder`` if needed; return whether it was created here."""
+    if os.path.isdir(folder):
+        return False
+    try:
+        os.makedirs(folder)
+    except OSError as err:
+        raise DataError("cannot create %s (%s): make its parent writable, or pass --data"
+                        % (folder, err.strerror or err)) from None
+    return True
 
 
 def safe_extract(zip_path, dest):
@@ -103,21 +125,29 @@ def _has_splits(folder):
 def unpack_ptb(zip_path, folder):
     """Unpack the PTB zip so that ``folder`` holds the three text files, atomically."""
     parent = os.path.dirname(os.path.abspath(folder))
-    staging = tempfile.mkdtemp(prefix=".unpack-", dir=parent)
+    staging = None
     try:
+        staging = tempfile.mkdtemp(prefix=".unpack-", dir=parent)
         safe_extract(zip_path, staging)
         inner = os.path.join(staging, "ptb")
         source = inner if _has_splits(inner) else staging
         if not _has_splits(source):
             raise DataError("%s does not hold ptb.{train,valid,test}.txt" % zip_path)
         os.replace(source, folder)
+    except OSError as err:
+        raise DataError("cannot unpack %s into %s (%s): free space or fix the folder, or pass --data %s"
+                        % (zip_path, os.path.abspath(folder), err.strerror or err, zip_path)) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
 def locate_ptb(data=None, data_dir=DEFAULT_DATA_DIR, url=PTB_URL, sha1=PTB_SHA1):
-    """Return a path that :class:`~ptb_lm.data.Corpus` can read, downloading PTB if needed."""
+    """Return a path that :class:`~ptb_lm.data.Corpus` can read, downloading PTB if needed.
+
+    ``data_dir`` is relative to the working directory; messages name it in full.
+    """
     if data is not None:
         return os.fspath(data)  # Corpus says what is wrong with it, if anything
     folder = os.path.join(data_dir, "ptb")
@@ -129,11 +159,16 @@ def locate_ptb(data=None, data_dir=DEFAULT_DATA_DIR, url=PTB_URL, sha1=PTB_SHA1)
         if found != sha1:
             raise ChecksumMismatch(
                 "%s has sha1 %s, not PTB's %s: delete it to download it again, or pass --data"
-                % (zip_path, found, sha1)
+                % (os.path.abspath(zip_path), found, sha1)
             )
         return zip_path
-    logger.info("PTB not found in %s; downloading %s", data_dir, url)
+    if os.path.lexists(folder):
+        missing = [name for name in ("ptb.%s.txt" % s for s in SPLITS)
+                   if not os.path.isfile(os.path.join(folder, name))]
+        raise DataError("%s is incomplete (it lacks %s): delete it to download PTB again, or pass --data"
+                        % (os.path.abspath(folder), ", ".join(missing)))
+    logger.info("PTB not found in %s; downloading %s (about 2 MB)", os.path.abspath(data_dir), url)
     download(url, zip_path, sha1)
     unpack_ptb(zip_path, folder)
-    logger.info("PTB verified (sha1 %s) and unpacked to %s", sha1, folder)
+    logger.info("PTB verified (sha1 %s) and unpacked to %s", sha1, os.path.abspath(folder))
     return folder

@@ -1,13 +1,34 @@
-"""The errors a run reports to its user as one line (no traceback). Pure Python.
+"""Every error a run reports to its user as one line (no traceback), in one hierarchy. Pure Python.
 
-Bad input is a :class:`UserError` (and a ValueError): the message names the
-problem and what to do. The command line exits 2 on these, 1 on
-:class:`TrainingDiverged` and 130 on :class:`Interrupted`.
+    PtbLmError                      exit_code   what it means
+    ├── UserError (a ValueError)        2       bad input: a setting, path, file or device as given
+    │   ├── ConfigError                         a setting is out of range or does not combine
+    │   ├── DataError                           the data cannot be found or read
+    │   │   └── ChecksumMismatch                a file's sha1 is not PTB's
+    │   ├── ContextError                        a --ctx value, or a device that cannot compute
+    │   ├── CheckpointError                     a checkpoint is missing, incomplete or damaged
+    │   ├── SaveDirError                        a save dir or log file cannot be used (or is in use)
+    │   └── LaunchError                         worker processes cannot be started as asked
+    ├── RunFailure (a RuntimeError)     1       the run started and could not go on
+    │   ├── TrainingDiverged                    a loss or gradient norm became NaN or infinite
+    │   └── WriteFailed                         a file could not be written (a full disk, say)
+    └── Interrupted                   130       Ctrl-C; the message says what was kept
+
+Each message names the thing and what to do. Anything else that escapes is a
+bug of ours, and keeps its traceback.
 """
 
 
-class UserError(ValueError):
+class PtbLmError(Exception):
+    """Base of the errors a user is shown as one line ``ptb-lm: error: ...``."""
+
+    exit_code = 1
+
+
+class UserError(PtbLmError, ValueError):
     """Bad input: a setting, a path, a file or a device that cannot be used as given."""
+
+    exit_code = 2
 
 
 class ConfigError(UserError):
@@ -27,12 +48,32 @@ class ContextError(UserError):
 
 
 class CheckpointError(UserError):
-    """A checkpoint folder is missing or incomplete."""
+    """A checkpoint folder is missing, incomplete or damaged, or cannot be resumed as asked."""
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient norm became NaN or infinite."""
+class SaveDirError(UserError):
+    """A save dir or log file cannot be created or written, or another run holds the save dir."""
 
 
-class Interrupted(RuntimeError):
+class LaunchError(UserError):
+    """The processes cannot be started as asked (port in use, host unreachable, bad host name)."""
+
+
+class RunFailure(PtbLmError, RuntimeError):
+    """The run started and could not go on; what was saved before stays whole."""
+
+    exit_code = 1
+
+
+class TrainingDiverged(RunFailure):
+    """The loss, the validation loss or the gradient norm became NaN or infinite."""
+
+
+class WriteFailed(RunFailure):
+    """A checkpoint or log could not be written while training (a full disk, a revoked permission)."""
+
+
+class Interrupted(PtbLmError):
     """Training was stopped by Ctrl-C; the message says what was kept and how to resume."""
+
+    exit_code = 130

@@ -1,12 +1,18 @@
-"""Using a trained model: perplexity of any text, and sampling words."""
+"""Using a trained model: the perplexity of a checkpoint on a PTB split or any text, and sampling words."""
+
+import logging
 
 import numpy as np
 
 from ._compat import import_mxnet
-from .data import EOS, UNK, batchify, encode
+from .checkpoint import Checkpoint
+from .data import EOS, UNK, SPLITS, batchify, encode, read_split_texts
+from .download import locate_ptb
+from .errors import ConfigError, DataError
 from .training import evaluate
 
 mx = import_mxnet()
+logger = logging.getLogger(__name__)
 
 
 def text_perplexity_inputs(lines, dictionary, batch_size, ctx):
@@ -16,7 +22,8 @@ def text_perplexity_inputs(lines, dictionary, batch_size, ctx):
     """
     ids, unknown = encode(lines, dictionary, unknown=UNK)
     if len(ids) // batch_size < 2:
-        raise ValueError("the text has %d tokens: too few for batch size %d" % (len(ids), batch_size))
+        raise DataError("the text has %d tokens: too few for batch size %d (each stream needs 2)"
+                        % (len(ids), batch_size))
     source = mx.nd.array(batchify(ids, batch_size), ctx=ctx, dtype="int32")
     return source, len(ids), unknown
 
@@ -33,6 +40,42 @@ def evaluate_text(model, dictionary, lines, batch_size, num_steps, ctx=None):
     return loss, tokens, unknown, (source.shape[0] - 1) * batch_size
 
 
+def evaluate_checkpoint(path, split="test", text=None, batch_size=None, num_steps=None, data=None, ctx=None):
+    """Perplexity of the checkpoint at ``path`` on a PTB ``split`` or on the file ``text``.
+
+    ``batch_size`` and ``num_steps`` default to the run's evaluation settings.
+    Returns a dict: ``loss``, ``ppl``, ``tokens``, ``scored``, ``unknown``,
+    ``batch_size``, ``num_steps``, ``source`` and ``checkpoint`` (the folder used).
+    """
+    from .reporting import perplexity
+
+    point = Checkpoint(path)
+    config = point.config
+    batch_size = config.eval_batch if batch_size is None else batch_size
+    num_steps = config.num_steps if num_steps is None else num_steps
+    for name, value in (("--batch-size", batch_size), ("--num-steps", num_steps)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError("%s must be a whole number of at least 1, got %r" % (name, value))
+    if text is not None:
+        try:
+            with open(text, encoding="utf-8") as f:
+                lines, source = f.read().splitlines(), text
+        except OSError as err:
+            raise DataError("cannot read --text %s: %s" % (text, err.strerror)) from None
+        except UnicodeDecodeError as err:
+            raise DataError("--text %s is not UTF-8 text (byte %d): convert it to UTF-8" % (text, err.start)) \
+                from None
+    else:
+        if split not in SPLITS:
+            raise ConfigError("unknown --split %r: use %s" % (split, ", ".join(SPLITS)))
+        lines, source = read_split_texts(locate_ptb(data))[split].splitlines(), split
+    ctx = ctx or mx.cpu()
+    model = point.build_model(ctx)
+    loss, tokens, unknown, scored = evaluate_text(model, point.dictionary, lines, batch_size, num_steps, ctx)
+    return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
+            "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": point.folder}
+
+
 def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None):
     """Sample ``num_words`` words after ``prompt`` (words outside the vocabulary read as ``<unk>``).
 
@@ -40,7 +83,9 @@ def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None
     above 1 flatter. Returns the list of sampled words.
     """
     if not temperature > 0:
-        raise ValueError("temperature must be above 0, got %r" % temperature)
+        raise ConfigError("--temperature must be above 0, got %r" % temperature)
+    if num_words < 1:
+        raise ConfigError("--words must be at least 1, got %r" % num_words)
     ctx = ctx or mx.cpu()
     rng = np.random.RandomState(seed)
     words = prompt.split() or [EOS]

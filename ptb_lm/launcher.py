@@ -15,8 +15,10 @@ fails (or when it is interrupted) it ends all the others, each in its own
 process group, and returns non-zero within ``grace`` seconds plus one poll.
 """
 
+import ctypes
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -24,15 +26,11 @@ import subprocess
 import sys
 import time
 
-from .errors import UserError
+from .errors import LaunchError
 
 logger = logging.getLogger(__name__)
 
 SERVE = "from ptb_lm._compat import import_mxnet; import_mxnet()"  # importing mxnet runs the server loop
-
-
-class LaunchError(UserError):
-    """The processes cannot be started as asked (port in use, host unreachable)."""
 
 
 def free_port(host="127.0.0.1"):
@@ -62,13 +60,22 @@ def check_host_reachable(host, timeout=5):
         raise LaunchError("host %s cannot be reached over ssh: %s" % (host, reason))
 
 
+# A host name, an IPv4 address or [IPv6], optionally user@; never starting with "-", which ssh
+# would read as an option.
+_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])$")
+
+
 def read_hosts(path):
-    """One host per line; blank lines and # comments are skipped."""
+    """One host per line; blank lines and # comments are skipped; each name is checked before ssh sees it."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             hosts = [line.split("#")[0].strip() for line in f]
-    except OSError as err:
-        raise LaunchError("cannot read --hosts %s: %s" % (path, err.strerror)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LaunchError("cannot read --hosts %s: %s" % (path, getattr(err, "strerror", None) or err)) from None
+    for number, host in enumerate(hosts, 1):
+        if host and not _HOST.match(host):
+            raise LaunchError("--hosts %s, line %d: %r is not a host name (a name, an address or user@name; "
+                              "never starting with '-')" % (path, number, host))
     hosts = [h for h in hosts if h]
     if not hosts:
         raise LaunchError("--hosts %s lists no host" % path)
@@ -79,15 +86,34 @@ def _package_root():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent_pid):
+    """Return a preexec function: the child gets SIGKILL when the launcher dies, however it dies.
+
+    SIGTERM and Ctrl-C reach the launcher's handler, which ends the children
+    itself; PR_SET_PDEATHSIG covers SIGKILL and crashes, which no handler sees.
+    """
+    def preexec():
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the launcher died before prctl took effect
+            os._exit(1)
+    return preexec if sys.platform.startswith("linux") else None
+
+
 class ProcessGroup(object):
-    """Named child processes, each in its own session so that ending it ends its children too."""
+    """Named child processes, each in its own session so that ending it ends its children too,
+    and each killed by the kernel if the launcher dies first."""
 
     def __init__(self):
         self.procs = {}
 
     def start(self, name, cmd, env):
         logger.debug("starting %s: %s", name, " ".join(shlex.quote(c) for c in cmd))
-        self.procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+        self.procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                            preexec_fn=_die_with(os.getpid()))
 
     def end_all(self, grace=5.0):
         """SIGTERM every live process group, then SIGKILL what is left after ``grace`` seconds."""
@@ -139,7 +165,8 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     def on_signal(signum, frame):
         interrupted.append(signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C, kill, and a closed terminal (SIGHUP) all end every process before the launcher exits.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         group.start("scheduler", [sys.executable, "-c", SERVE], dict(base, DMLC_ROLE="scheduler"))
         for k in range(num_servers):

@@ -1,16 +1,17 @@
-"""The seed's RNN language model, as a HybridBlock.
+"""The chapter's RNN language model, as a HybridBlock.
 
     ids (num_steps, batch_size)
       -> Embedding -> Dropout -> RNN x num_layers (dropout between layers) -> Dropout
       -> reshape to (num_steps * batch_size, hidden_dim) -> Dense -> logits (num_steps * batch_size, vocab_size)
 
-Layouts are time-major (TNC), as the seed's. Left un-hybridized, the block runs
-op by op exactly as the seed's ``gluon.Block`` did; ``hybridize()`` compiles the
+Layouts are time-major (TNC), as the chapter's. Left un-hybridized, the block runs
+op by op exactly as the chapter's ``gluon.Block`` did; ``hybridize()`` compiles the
 same graph once (the fast engine).
 """
 
 from ._compat import import_mxnet
 from .config import MODES
+from .errors import ConfigError
 
 mx = import_mxnet()
 from mxnet import gluon  # noqa: E402
@@ -18,7 +19,7 @@ from mxnet.gluon import nn, rnn  # noqa: E402
 
 
 class RNNModel(gluon.HybridBlock):
-    """Embedding, a multi-layer RNN and a dense decoder (the seed's model).
+    """Embedding, a multi-layer RNN and a dense decoder (the chapter's model).
 
     Parameters
     ----------
@@ -29,7 +30,7 @@ class RNNModel(gluon.HybridBlock):
     tied : bool
         The decoder reuses the embedding's weight (needs embed_dim == hidden_dim).
     init_scale : float or None
-        None: the seed's initialisers, Uniform(0.1) for the embedding and Xavier
+        None: the chapter's initialisers, Uniform(0.1) for the embedding and Xavier
         for the other weights. A number x: Uniform(x) for every weight (Zaremba).
         Biases start at zero either way.
 
@@ -42,9 +43,9 @@ class RNNModel(gluon.HybridBlock):
                  init_scale=None, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         if mode not in MODES:
-            raise ValueError("Invalid mode %s. Options are rnn_relu, rnn_tanh, lstm, and gru" % mode)
+            raise ConfigError("Invalid mode %s. Options are rnn_relu, rnn_tanh, lstm, and gru" % mode)
         if tied and embed_dim != hidden_dim:
-            raise ValueError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
+            raise ConfigError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
         self.hidden_dim = hidden_dim
         self.init_scale = init_scale
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
@@ -81,7 +82,7 @@ class RNNModel(gluon.HybridBlock):
         return self.rnn.begin_state(*args, **kwargs)
 
     def initialize_parameters(self, ctx):
-        """Initialise as the seed does: Xavier unless a weight has its own initialiser."""
+        """Initialise as the chapter does: Xavier unless a weight has its own initialiser."""
         default = mx.init.Uniform(self.init_scale) if self.init_scale else mx.init.Xavier()
         self.collect_params().initialize(default, ctx=ctx)
 

@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .errors import DataError  # noqa: E402
 from .reporting import perplexity  # noqa: E402
 
 
@@ -12,7 +13,7 @@ def plot_history(events, path, title=None):
     """Write ``path``: the epoch events' train and validation perplexity, and the test one if present."""
     epochs = [e for e in events if e["event"] == "epoch"]
     if not epochs:
-        raise ValueError("no epoch events to plot: the log holds no finished epoch")
+        raise DataError("no epoch events to plot: the log holds no finished epoch")
     x = [e["epoch"] for e in epochs]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     ax.plot(x, [perplexity(e["train_loss"]) for e in epochs], marker="o", label="train")

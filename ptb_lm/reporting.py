@@ -1,4 +1,4 @@
-"""What a run tells: events as dicts, the seed's log lines, JSON lines and a progress bar.
+"""What a run tells: events as dicts, the chapter's log lines, JSON lines and a progress bar.
 
 Training emits events, plain dicts with an ``"event"`` key:
 
@@ -8,7 +8,7 @@ Training emits events, plain dicts with an ``"event"`` key:
     {"event": "test", "test_loss": .., "test_ppl": .., "eval_batch_size": ..}
 
 Any callable taking one event can listen: :class:`History` keeps them for a
-notebook, :class:`JsonlWriter` writes them, :func:`log_event` logs the seed's lines.
+notebook, :class:`JsonlWriter` writes them, :func:`log_event` logs the chapter's lines.
 """
 
 import json
@@ -16,6 +16,8 @@ import logging
 import math
 import os
 import sys
+
+from .errors import SaveDirError, WriteFailed
 
 logger = logging.getLogger("ptb_lm")
 
@@ -29,7 +31,7 @@ def perplexity(loss):
 
 
 def format_event(event):
-    """The seed's log line for an event."""
+    """The chapter's log line for an event."""
     kind = event["event"]
     if kind == "batch":
         return "[Epoch %d Batch %d] loss %.2f, perplexity %.2f" % (
@@ -77,19 +79,37 @@ class History(object):
 
 
 class JsonlWriter(object):
-    """Append each event as one JSON line, flushed at once (a killed run keeps what it logged)."""
+    """Append each event as one JSON line, flushed at once (a killed run keeps what it logged).
+
+    The file is opened when the writer is made, so a log that cannot be written
+    stops a run before it trains (SaveDirError); a write that fails later (a full
+    disk) raises WriteFailed.
+    """
 
     def __init__(self, path, append=False):
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        self._file = open(path, "a" if append else "w")
+        self.path = path
+        try:
+            folder = os.path.dirname(os.path.abspath(path))
+            os.makedirs(folder, exist_ok=True)
+            self._file = open(path, "a" if append else "w", encoding="utf-8")
+        except OSError as err:
+            raise SaveDirError("cannot write --log-json %s (%s): choose a file in a folder you can write to"
+                               % (path, err.strerror or err)) from None
 
     def __call__(self, event):
-        self._file.write(json.dumps(event) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(event) + "\n")
+            self._file.flush()
+        except OSError as err:
+            raise WriteFailed("cannot write --log-json %s (%s): the run stopped; its checkpoints, if any, are "
+                              "whole. Free space and continue with --resume" % (self.path, err.strerror or err)) \
+                from None
 
     def close(self):
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # the flush of a full disk; the failure was reported when it happened
+            pass
 
 
 def read_jsonl(path):
@@ -106,7 +126,7 @@ class Progress(object):
         self.stream = stream or sys.stderr
         self.mininterval = mininterval
         if mode == "auto":
-            mode = "bar" if hasattr(self.stream, "isatty") and self.stream.isatty() else "plain"
+            mode = "bar" if hasattr(self.stream, "isatty") and self.stream.isatty() else "none"
         self.enabled = mode == "bar"
         self._bar = None
 

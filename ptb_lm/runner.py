@@ -14,28 +14,26 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import checkpoint
 from ._compat import import_mxnet
+from .checkpoint import SaveDirLock, check_optimizer_is_stateless, save_checkpoint
 from .config import check_fits_data
 from .context import resolve_contexts
 from .data import Corpus, batchify
 from .download import locate_ptb
-from .errors import ConfigError, Interrupted
+from .errors import Interrupted, TrainingDiverged
 from .model import build_model
+from .parallel import create_kvstore, shards_of_rank, start_workers
 from .reporting import History, JsonlWriter, Progress, log_event, perplexity
-from .training import BatchPlan, evaluate, stream_shards, train_epoch
+from .resume import open_resume
+from .training import BatchPlan, evaluate, train_epoch
 
 mx = import_mxnet()
 from mxnet import gluon  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-# The settings that fix the shapes of the parameters: a checkpoint only resumes under the same ones.
-ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "tied")
-
-
 def seed_everything(seed):
-    """Seed Python's, NumPy's and MXNet's generators (no-op for None, as the seed)."""
+    """Seed Python's, NumPy's and MXNet's generators (no-op for None, as the chapter)."""
     if seed is None:
         return
     random.seed(seed)
@@ -97,50 +95,18 @@ class Setup:
                         sync_every_batch=self.config.engine == "imperative")
 
 
-REPORT_KEY = 10 ** 6  # a kvstore key no parameter uses (the trainer numbers parameters from 0)
-
-
-def report_reducer(kv, ctx):
-    """Return ``f(loss_sum, tokens) -> (sum over workers, sum over workers)`` through ``kv``.
-
-    dist_sync sums what every worker pushes under a key, and each pull returns
-    that sum; every worker must call ``f`` at the same points (they do: at each
-    report and at the end of each epoch).
-    """
-    kv.init(REPORT_KEY, mx.nd.zeros((2,), ctx=ctx))
-
-    def sum_across_workers(loss_sum, tokens):
-        buffer = mx.nd.array([loss_sum, tokens], ctx=ctx)  # float32: ~1e-7 relative, exact counts below 2**24
-        kv.pushpull(REPORT_KEY, buffer, out=buffer)
-        total_loss, total_tokens = buffer.asnumpy().tolist()
-        return total_loss, int(round(total_tokens))
-
-    return sum_across_workers
-
-
-def create_kvstore(config, ctxs):
-    """Return ``(kvstore or None, rank, num_workers)``; ``None`` where one context needs no reduction."""
-    if config.kvstore == "dist_sync":
-        if "DMLC_ROLE" not in os.environ:
-            raise ConfigError("--kvstore dist_sync needs the DMLC_* environment: start it with scripts/launch.py")
-        kv = mx.kv.create("dist_sync")
-        return kv, kv.rank, kv.num_workers
-    if len(ctxs) == 1:
-        return None, 0, 1
-    return mx.kv.create(config.kvstore), 0, 1
-
-
 def make_optimizer(config):
-    """The seed's SGD: no momentum, no weight decay.
+    """The chapter's SGD: no momentum, no weight decay.
 
     MXNet's SGD updates parameters in groups of four with one ``multi_sgd_update``
-    call by default (the seed's way, kept by the imperative engine). On this CPU
+    call by default (the chapter's way, kept by the imperative engine). On this CPU
     that op is about 1.6x slower than one ``sgd_update`` per parameter, which
     computes the same float32 result bit for bit; the fast engine uses the latter.
     """
     optimizer = mx.optimizer.SGD(learning_rate=config.lr, momentum=0, wd=0)
     if config.engine == "fast":
         optimizer.aggregate_num = 0
+    check_optimizer_is_stateless(optimizer)  # so a checkpoint needs no optimizer state
     return optimizer
 
 
@@ -149,7 +115,7 @@ def setup(config, corpus=None):
     corpus = corpus or load_corpus(config)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
     ctxs = resolve_contexts(config.ctx)
-    kv, rank, num_workers = create_kvstore(config, ctxs)
+    kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
     model = build_model(config, len(corpus.dictionary))
     model.initialize_parameters(ctxs)
     if config.engine == "fast":
@@ -160,83 +126,132 @@ def setup(config, corpus=None):
         loss_fn.hybridize(static_alloc=True, static_shape=True)
     trainer = gluon.Trainer(model.collect_params(), make_optimizer(config), kvstore=kv,
                             update_on_kvstore=False if kv is not None else None)
-    # Worker r of n, with k contexts, owns stream blocks r*k .. r*k+k-1 of n*k.
-    shards = stream_shards(config.batch_size, num_workers * len(ctxs))[rank * len(ctxs):(rank + 1) * len(ctxs)]
+    shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
-    reducer = None
-    if num_workers > 1:
-        # Gluon sets up the kvstore lazily, inside the first all-reduce: rank 0's initial weights
-        # are broadcast there. Do it now and wait for every worker, so that no worker's first
-        # gradients can meet a server whose parameters are not all in place yet.
-        trainer._init_kvstore()  # private, but stable: mxnet is pinned at its last release, 1.9.1
-        trainer._init_params()
-        kv._barrier()
-        reducer = report_reducer(kv, ctxs[0])
+    reducer = start_workers(trainer, kv, ctxs[0]) if num_workers > 1 else None
     return Setup(config, corpus, ctxs, model, trainer, loss_fn, plan, rank, num_workers, reducer)
 
 
-def _listeners(config, on_event, resuming):
-    listeners = [log_event]
-    if config.log_json:
-        listeners.append(JsonlWriter(config.log_json, append=resuming))
-    if on_event is not None:
-        listeners.append(on_event)
-    return listeners
+
+class RunOutputs(object):
+    """What a run writes besides its return value: the save dir (locked) and the JSON log.
+
+    Both are checked when the run starts, so an unwritable folder is found
+    before any training, not after an epoch of it.
+    """
+
+    def __init__(self, config, resuming):
+        self.config = config
+        self.resuming = resuming
+        self.lock = SaveDirLock(config.save_dir) if config.save_dir else None
+        self.log = None
+        self._plot_failed = False
+
+    def open(self):
+        if self.lock is not None:
+            self.lock.acquire()
+        if self.config.log_json:
+            self.log = JsonlWriter(self.config.log_json, append=self.resuming)
+        return self
+
+    def close(self):
+        if self.log is not None:
+            self.log.close()
+        if self.lock is not None:
+            self.lock.release()
+
+    def save(self, run, dictionary, state, improved, history):
+        """Write the epoch's checkpoint, then redraw the curves (best-effort: a plot never ends a run)."""
+        if self.lock is None:
+            return
+        save_checkpoint(self.config.save_dir, run.model, self.config, dictionary, state, best=improved)
+        if self._plot_failed:
+            return
+        try:
+            from .plotting import plot_history
+        except ImportError:  # matplotlib is an optional extra
+            return
+        try:
+            plot_history(history.events, os.path.join(self.config.save_dir, "curves.png"))
+        except Exception as err:  # noqa: BLE001 - a full disk, a font problem: the run goes on
+            self._plot_failed = True
+            logger.warning("could not draw %s/curves.png (%s); training goes on without it",
+                           self.config.save_dir, err)
 
 
 def fit(config, on_event=None, resume=None, corpus=None):
     """Train as ``config`` says and return the run's :class:`~ptb_lm.reporting.History`.
 
     ``on_event`` is called with every event dict. ``resume`` is a save dir or
-    checkpoint folder to continue from, up to ``config.epochs`` in total.
+    checkpoint folder to continue from, up to ``config.epochs`` in total, with
+    the rules of :mod:`ptb_lm.resume` (the run continues in the save dir that
+    holds the checkpoint unless ``config.save_dir`` names a new one to branch into).
     """
+    point = open_resume(resume) if resume is not None else None
+    if point is not None:
+        config = point.continue_config(config)
     seed_everything(config.seed)
     run = setup(config, corpus)
-    history, start_epoch, best_val, plateau = History(), 1, math.inf, 1.0
-    if resume is not None:
-        history, start_epoch, best_val, plateau = _resume(run, resume)
-    listeners = [history] + (_listeners(config, on_event, resume is not None) if run.is_chief else [])
-
-    def emit(event):
-        for listen in listeners:
-            listen(event)
-
-    if run.is_chief:
-        logger.info("training %s %dx%d on %s%s: %d tokens in %d batches of %dx%d per epoch, %d epochs (engine %s)",
-                    config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
-                    " x %d workers" % run.num_workers if run.num_workers > 1 else "",
-                    len(run.corpus.train), len(run.train_plan), config.num_steps, config.batch_size,
-                    config.epochs, config.engine)
+    outputs = RunOutputs(config, resuming=point is not None) if run.is_chief else None
     progress = Progress(config.progress if run.is_chief else "none")
+    history = History()
+    listeners = [history]
     try:
+        if outputs is not None:
+            outputs.open()
+            listeners += [log_event] + ([outputs.log] if outputs.log else []) + ([on_event] if on_event else [])
+        start_epoch, best_val, plateau = 1, math.inf, 1.0
+        if point is not None:
+            if outputs is not None:
+                point.start(config)
+            events, start_epoch, best_val, plateau = point.restore(run)
+            history.events[:0] = events
+
+        def emit(event):
+            for listen in listeners:
+                listen(event)
+
+        if run.is_chief:
+            _log_header(run)
         for epoch in range(start_epoch, config.epochs + 1):
             val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress)
             improved = val_loss < best_val
             if not improved and config.lr_decay is not None:
                 plateau *= config.lr_decay
             best_val = min(best_val, val_loss)
-            if config.save_dir and run.is_chief:
+            if outputs is not None:
                 state = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
                          "events": history.events}
-                checkpoint.save_checkpoint(config.save_dir, run.model, run.trainer, config,
-                                           run.corpus.dictionary, state, best=improved)
-                _plot_if_possible(config, history)
+                outputs.save(run, run.corpus.dictionary, state, improved, history)
+        if run.is_chief:
+            test_loss = run.evaluate("test")
+            emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
+                  "eval_batch_size": config.eval_batch})
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_message(config, history)) from None
     finally:
         progress.close()
-    if run.is_chief:
-        test_loss = run.evaluate("test")
-        emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
-              "eval_batch_size": config.eval_batch})
-    for listen in listeners:
-        if hasattr(listen, "close"):
-            listen.close()
+        if outputs is not None:
+            outputs.close()
     return history
 
 
+def _log_header(run):
+    config = run.config
+    batches = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
+    logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epochs (engine %s)",
+                config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
+                " x %d workers" % run.num_workers if run.num_workers > 1 else "",
+                batches, config.num_steps, config.batch_size,
+                " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
+                config.epochs, config.engine)
+
+
 def run_epoch(run, epoch, lr, emit, progress):
-    """Train one epoch at rate ``lr``, evaluate on valid, emit the events; return the validation loss."""
+    """Train one epoch at rate ``lr``, evaluate on valid, emit the events; return the validation loss.
+
+    A NaN or infinite validation loss is divergence: it raises before anything of the epoch is saved.
+    """
     config = run.config
     if config.seed is not None:
         mx.random.seed(epoch_seed(config.seed, epoch))
@@ -250,47 +265,31 @@ def run_epoch(run, epoch, lr, emit, progress):
     total = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
     progress.start(epoch, total)
     train_loss, tokens, train_seconds = train_epoch(
-        run.model, run.trainer, run.loss_fn, run.train_plan, config, epoch, report, progress,
-        run.sum_across_workers)
+        run.model, run.trainer, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers)
     progress.close()
     val_loss = 0.0
     if run.is_chief:
         val_loss = run.evaluate("valid")
+    if run.sum_across_workers is not None:
+        # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
+        val_loss = run.sum_across_workers(val_loss, 0)[0]
+    if not math.isfinite(val_loss):
+        raise TrainingDiverged("training diverged: the validation loss after epoch %d is %s; nothing of this "
+                               "epoch was saved. Lower --lr or --clipping-norm" % (epoch, val_loss))
+    if run.is_chief:
         emit({"event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "val_ppl": perplexity(val_loss), "lr": lr,
               "train_tokens_per_sec": tokens / train_seconds,
               "time_s": time.time() - start})
-    if run.sum_across_workers is not None:
-        # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
-        val_loss = run.sum_across_workers(val_loss, 0)[0]
     return val_loss
 
 
-def _resume(run, path):
-    folder, saved_config, dictionary, state = checkpoint.read_checkpoint(path)
-    changed = [k for k in ARCHITECTURE if getattr(saved_config, k) != getattr(run.config, k)]
-    if changed:
-        raise ConfigError("cannot resume %s with a different %s" % (folder, ", ".join(changed)))
-    if dictionary.idx_to_word != run.corpus.dictionary.idx_to_word:
-        raise ConfigError("cannot resume %s: its vocabulary differs from this data's" % folder)
-    run.model.load_parameters(os.path.join(folder, "model.params"), ctx=run.ctxs)
-    checkpoint.restore_trainer(run.trainer, folder)
-    checkpoint.restore_rng_states(state["rng"])
-    logger.info("resuming from %s after epoch %d", folder, state["epoch"])
-    return History(state["events"]), state["epoch"] + 1, state["best_val_loss"], state["plateau_factor"]
-
-
 def _interrupted_message(config, history):
-    done = len(history.of("epoch"))
+    done = history.of("epoch")
     if config.save_dir and done:
         return ("interrupted: %s/last holds epoch %d, the last one completed; the batches since are not "
-                "saved. Continue with: --resume %s" % (config.save_dir, done, config.save_dir))
-    return "interrupted before a checkpoint was written (give --save-dir to be able to resume)"
-
-
-def _plot_if_possible(config, history):
-    try:
-        from .plotting import plot_history
-    except ImportError:  # matplotlib is an optional extra
-        return
-    plot_history(history.events, os.path.join(config.save_dir, "curves.png"))
+                "saved. Continue with: --resume %s" % (config.save_dir, done[-1]["epoch"], config.save_dir))
+    if config.save_dir:
+        return ("interrupted during epoch 1, before the first checkpoint: nothing was saved in %s yet"
+                % config.save_dir)
+    return "interrupted; nothing was saved (give --save-dir to be able to resume)"

@@ -6,7 +6,7 @@ Two engines run the same math, bit for bit (:data:`~ptb_lm.config.ENGINES`):
   memory); the loss is summed on the device and read once per report; the host
   waits once per batch, to read the clipping factor, and multiplies the gradients
   only when it is below 1; the optimizer runs one ``sgd_update`` per parameter.
-* ``imperative``: the seed's loop: the Block runs op by op, every batch waits for
+* ``imperative``: the chapter's loop: the Block runs op by op, every batch waits for
   the finiteness check inside ``clip_global_norm`` and for ``asscalar()``, and the
   gradients are always multiplied by the factor, through a broadcast.
 
@@ -21,7 +21,8 @@ import numpy as np
 
 from ._compat import import_mxnet
 from .data import batch_starts, batchify, get_batch
-from .errors import ConfigError, TrainingDiverged
+from .errors import TrainingDiverged
+from .parallel import stream_shards
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
@@ -41,21 +42,8 @@ def detach(state):
     return state.detach()
 
 
-def stream_shards(batch_size, num_shards):
-    """Split the columns ``0..batch_size-1`` into ``num_shards`` contiguous ``(start, stop)`` blocks.
-
-    With 2 shards of 5 streams: ``[(0, 3), (3, 5)]``. Each device (or worker)
-    keeps the streams of its block, and their hidden state, across batches.
-    """
-    if num_shards > batch_size:
-        raise ConfigError("cannot split %d streams over %d devices or workers: raise --batch-size"
-                          % (batch_size, num_shards))
-    bounds = np.linspace(0, batch_size, num_shards + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
 class BatchPlan(object):
-    """A split laid out as in the seed, on the device(s), with every batch's views made once.
+    """A split laid out as in the chapter, on the device(s), with every batch's views made once.
 
     ``source[k]`` is the ``(num_rows, streams_k)`` array of shard k on ``ctxs[k]``;
     ``batches[j][k]`` is ``(data, target)`` of batch j on that shard, as
@@ -117,7 +105,7 @@ def clip_gradients(params, ctxs, max_norm, engine):
     on the first context: after the all-reduce every context holds the same
     summed gradient, and each is scaled by the same factor.
 
-    ``imperative`` calls the seed's ``gluon.utils.clip_global_norm``, which waits
+    ``imperative`` calls the chapter's ``gluon.utils.clip_global_norm``, which waits
     for the device twice and always multiplies every gradient by the factor
     through a broadcast. ``fast`` does the same arithmetic, op for op, waits once
     to read the norm and the factor together, and multiplies only when the factor
@@ -144,8 +132,7 @@ def clip_gradients(params, ctxs, max_norm, engine):
     return norm
 
 
-def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, progress=None,
-                sum_across_workers=None):
+def train_epoch(model, trainer, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None):
     """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
 
     ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches.
@@ -166,7 +153,7 @@ def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, pr
     imperative = config.engine == "imperative"
     params = [p for p in model.collect_params().values() if p.grad_req != "null"]
     # The gradient is of the loss summed over num_steps x batch_size tokens, so the
-    # per-token clipping_norm scales by both (the seed's rule); a short last batch keeps it.
+    # per-token clipping_norm scales by both (the chapter's rule); a short last batch keeps it.
     clip_at = config.clipping_norm * config.num_steps * batch_size
     ctxs = plan.ctxs
     hidden = [model.begin_state(func=mx.nd.zeros, batch_size=n, ctx=ctx) for n, ctx in zip(plan.streams, ctxs)]
@@ -182,10 +169,10 @@ def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, pr
             for k, (data, target) in enumerate(shards):
                 output, hidden[k] = model(data, hidden[k])
                 losses.append(loss_fn(output, target))
-        autograd.backward(losses)  # the loss summed over tokens, as the seed's L.backward()
+        autograd.backward(losses)  # the loss summed over tokens, as the chapter's L.backward()
         trainer.allreduce_grads()
         clip_gradients(params, ctxs, clip_at, config.engine)
-        trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the seed's step
+        trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the chapter's step
         tokens = sum(t.shape[0] for _, t in shards)
         period.add([l.sum() for l in losses], tokens)
         if progress is not None:
@@ -202,7 +189,7 @@ def train_epoch(model, trainer, loss_fn, plan, config, epoch, on_report=None, pr
 
 
 def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False):
-    """Mean per-token loss of ``model`` over a batchified split (the seed's ``model_eval``).
+    """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
     ``data_source`` is ``(num_rows, batch_size)`` on one context; the state starts
     at zero and carries across batches, as in training. Runs outside

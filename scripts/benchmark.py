@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONFIGS = {
-    "seed": dict(preset="seed"),
+    "chapter": dict(preset="chapter"),
     "zaremba-small-shape": dict(preset="zaremba-small", dropout=0.0),
 }
 
@@ -36,7 +36,7 @@ def operator_profile(run, config, batches):
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
     mx.profiler.set_state("run")
     train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(max_batches=batches,
-                                                                                     eval_period=10 ** 9), 1)
+                                                                                     eval_period=10 ** 9))
     mx.nd.waitall()
     mx.profiler.set_state("stop")
     text = mx.profiler.dumps(sort_by="total", ascending=False)
@@ -60,8 +60,8 @@ def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, 
     seed_everything(seed)
     run = setup(config, corpus)
     args = (run.model, run.trainer, run.loss_fn, run.train_plan)
-    train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9), 1)  # compile, allocate
-    loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9), 1)
+    train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
+    loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))
     rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
     source = run.eval_source("valid")[:rows]
     evaluate(run.model, source[: 2 * config.num_steps + 1], config.num_steps, run.loss_fn)  # warm-up

@@ -20,7 +20,7 @@ def assert_one_line_error(result, *words):
         assert word in lines[0]
 
 
-def test_help_explains_every_seed_flag():
+def test_help_explains_every_flag():
     out = run_cli(["--help"])
     assert out.returncode == 0
     for flag in ["--mode", "--embed-dim", "--hidden-dim", "--num-layers", "--lr", "--clipping-norm", "--epochs",

@@ -59,10 +59,10 @@ def test_presets_are_overridden_by_explicit_values():
     changed = from_preset("zaremba-small", lr=0.5, epochs=2)
     assert (changed.lr, changed.epochs, changed.hidden_dim) == (0.5, 2, 200)
     assert from_preset("zaremba-small-tied").tied and not small.tied
-    assert from_preset("seed") == TrainConfig()
+    assert from_preset("chapter") == TrainConfig()
     with pytest.raises(ConfigError):
         from_preset("nope")
-    assert set(PRESETS) >= {"seed", "zaremba-small", "zaremba-medium", "zaremba-large"}
+    assert set(PRESETS) >= {"chapter", "zaremba-small", "zaremba-medium", "zaremba-large"}
 
 
 def test_config_round_trips_through_json():

@@ -52,7 +52,7 @@ def test_corrupted_download_is_refused_and_nothing_is_kept(served, ptb_zip, tmp_
     with pytest.raises(ChecksumMismatch) as err:
         locate_ptb(None, data_dir=str(data_dir), url=url + "/ptb.zip", sha1=hashlib.sha1(good).hexdigest())
     assert "sha1" in str(err.value)
-    assert os.listdir(str(data_dir)) == []  # neither ptb.zip nor a temporary file
+    assert not data_dir.exists()  # neither ptb.zip nor a temporary file, nor the folder made for them
 
 
 def test_unreachable_address_is_one_clear_error(tmp_path, served):

@@ -8,7 +8,8 @@ from ptb_lm import TrainConfig
 from ptb_lm.data import Corpus, batchify
 from ptb_lm.model import RNNModel
 from ptb_lm.runner import seed_everything, setup
-from ptb_lm.training import LossMeter, clip_gradients, detach, evaluate, stream_shards, train_epoch
+from ptb_lm.parallel import stream_shards
+from ptb_lm.training import LossMeter, clip_gradients, detach, evaluate, train_epoch
 
 from seed_reference import seed_train_losses
 
@@ -20,7 +21,7 @@ def per_batch_losses(config, corpus):
     seed_everything(config.seed)
     run = setup(config, corpus)
     losses = []
-    train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(eval_period=1), 1,
+    train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(eval_period=1),
                 on_report=lambda b, loss: losses.append(loss))
     return losses, run
 
@@ -50,8 +51,8 @@ def test_fast_and_imperative_engines_agree_and_learn(tiny_corpus):
     for engine in ("fast", "imperative"):
         seed_everything(5)
         run = setup(base.replace(engine=engine), corpus)
-        losses = [train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, run.config, e)[0]
-                  for e in range(1, 4)]
+        losses = [train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, run.config)[0]
+                  for _ in range(3)]
         val = evaluate(run.model, run.eval_source("valid"), 6, sync_every_batch=engine == "imperative")
         results[engine] = losses + [val]
     np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-5)

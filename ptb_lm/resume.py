@@ -1,0 +1,132 @@
+"""Resuming a run: the one place that decides where a resumed run goes and restores it.
+
+``ptb-lm-train --resume PATH`` and ``fit(config, resume=PATH)`` both come here,
+so they follow the same rules:
+
+* The checkpoint is read once and verified (:class:`~ptb_lm.checkpoint.Checkpoint`).
+* The run continues in the save dir that holds the checkpoint, whatever folder
+  the first run was started from, unless another save dir is asked for.
+* A checkpoint older than its save dir's ``last`` (``DIR/best``, say) is not
+  resumed in place, since that would replace the newer epochs: give a new save
+  dir to branch from it. The branch starts with a copy of the checkpoint.
+* A loose checkpoint folder (no ``last`` beside it) needs a save dir too.
+* A run that has already done ``epochs`` epochs is complete: raise ``epochs``.
+* The settings that fix the parameters' shapes (:data:`ARCHITECTURE`) and the
+  vocabulary cannot change.
+
+Restoring puts back the weights, the epoch, the best validation loss, the
+plateau factor of ``lr_decay``, every event so far and Python's and NumPy's RNG
+states. MXNet's own RNG cannot be exported; seeded runs reseed it from
+``(seed, epoch)`` at every epoch, so a resumed run takes exactly the steps an
+uninterrupted one takes.
+"""
+
+import logging
+import os
+
+from .checkpoint import Checkpoint, copy_checkpoint, newest_epoch, prepare_save_dir, restore_rng_states
+from .errors import CheckpointError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+# The settings that fix the shapes of the parameters: a checkpoint only resumes under the same ones.
+ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "tied")
+
+
+class ResumePoint(object):
+    """Where a resumed run starts: a verified checkpoint, and the save dir the run continues in."""
+
+    def __init__(self, path):
+        self.checkpoint = Checkpoint(path)
+        self.path = os.fspath(path)
+
+    @property
+    def config(self):
+        """The config the checkpoint was trained with."""
+        return self.checkpoint.config
+
+    def config_with(self, overrides):
+        """The saved config with ``overrides`` (the flags given with --resume) on top.
+
+        The architecture cannot change: flags that would change it are refused,
+        not silently ignored. ``save_dir`` is not inherited: the run continues
+        where the checkpoint is (see :meth:`continue_config`).
+        """
+        changed = sorted(k for k in ARCHITECTURE if k in overrides and overrides[k] != getattr(self.config, k))
+        if changed:
+            raise ConfigError("--resume continues the run saved in %s, whose %s cannot change: drop %s, or start "
+                              "a new run without --resume" % (self.checkpoint.folder, ", ".join(changed),
+                                                              ", ".join("--" + k.replace("_", "-") for k in changed)))
+        values = dict(overrides)
+        values.setdefault("save_dir", None)
+        return self.config.replace(**values)
+
+    def continue_config(self, config):
+        """Check that ``config`` can continue from here; return it with the save dir it will use.
+
+        ``config.save_dir`` None or the checkpoint's own save dir: continue there
+        (refused if the checkpoint is not that dir's newest). Another folder:
+        branch into it (refused if it already holds a run).
+        """
+        point = self.checkpoint
+        changed = [k for k in ARCHITECTURE if getattr(config, k) != getattr(point.config, k)]
+        if changed:
+            raise CheckpointError("cannot resume %s with a different %s" % (point.folder, ", ".join(changed)))
+        if point.epoch >= config.epochs:
+            raise CheckpointError("the run in %s is complete: it has done %d of %d epochs. Give --epochs above %d "
+                                  "to train further" % (point.folder, point.epoch, config.epochs, point.epoch))
+        target = config.save_dir
+        in_place = target is None or os.path.realpath(target) == point.save_dir
+        if in_place:
+            if not os.path.islink(os.path.join(point.save_dir, "last")):
+                raise CheckpointError("%s is not inside a save dir (no last/ beside it): give --save-dir to "
+                                      "continue from it into a new folder" % point.folder)
+            newest = newest_epoch(point.save_dir)
+            if os.path.realpath(os.path.join(point.save_dir, "last")) != point.real_folder:
+                raise CheckpointError(
+                    "%s holds epoch %d, but its save dir's last/ holds epoch %s: resuming it there would replace "
+                    "newer checkpoints. Resume %s to continue the run, or give a new --save-dir to branch from "
+                    "epoch %d" % (point.folder, point.epoch, newest, _shown(point.save_dir, self.path),
+                                  point.epoch))
+            return config.replace(save_dir=_shown(point.save_dir, self.path))
+        if os.path.lexists(os.path.join(target, "last")):
+            raise CheckpointError("--save-dir %s already holds a run: to branch from %s, give a new folder"
+                                  % (target, point.folder))
+        return config
+
+    def start(self, config):
+        """Prepare ``config.save_dir`` for the resumed run (a branch starts with a copy of the checkpoint)."""
+        if os.path.realpath(config.save_dir) != self.checkpoint.save_dir:
+            prepare_save_dir(config.save_dir)
+            was_best = self.checkpoint.state["best_val_loss"] == _own_val_loss(self.checkpoint)
+            copy_checkpoint(self.checkpoint, config.save_dir, best=was_best)
+            logger.info("branching from %s (epoch %d) into %s", self.checkpoint.folder, self.checkpoint.epoch,
+                        config.save_dir)
+
+    def restore(self, run):
+        """Load the weights into ``run``, put back the RNG states; return ``(events, next epoch, best, plateau)``."""
+        point = self.checkpoint
+        if point.dictionary.idx_to_word != run.corpus.dictionary.idx_to_word:
+            raise CheckpointError("cannot resume %s: its vocabulary differs from this data's (check --data)"
+                                  % point.folder)
+        point.load_parameters(run.model, run.ctxs)
+        restore_rng_states(point.state["rng"])
+        logger.info("resuming from %s after epoch %d", point.folder, point.epoch)
+        return (list(point.state["events"]), point.epoch + 1, point.state["best_val_loss"],
+                point.state["plateau_factor"])
+
+
+def _own_val_loss(point):
+    epochs = [e for e in point.state["events"] if e.get("event") == "epoch" and e.get("epoch") == point.epoch]
+    return epochs[-1]["val_loss"] if epochs else None
+
+
+def _shown(save_dir, given):
+    """``save_dir`` as the user would write it: relative to the working directory when it is below it."""
+    relative = os.path.relpath(save_dir)
+    return save_dir if relative.startswith("..") or os.path.isabs(given) else relative
+
+
+def open_resume(resume):
+    """A :class:`ResumePoint` from a path, or ``resume`` itself if it already is one."""
+    return resume if isinstance(resume, ResumePoint) else ResumePoint(resume)
