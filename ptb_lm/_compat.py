@@ -57,3 +57,12 @@ def _explain(err):
         CPU_INSTALL,
         GPU_INSTALL,
     )
+
+
+def error_summary(err):
+    """One line of an exception's message: MXNet's errors start with a C++ traceback; keep their last line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    last = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return last.replace("MXNetError: ", "")

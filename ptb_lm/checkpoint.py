@@ -35,7 +35,7 @@ import tempfile
 
 import numpy as np
 
-from ._compat import import_mxnet
+from ._compat import error_summary, import_mxnet
 from .config import TrainConfig
 from .data import Dictionary
 from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed
@@ -96,6 +96,7 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
         staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
         params = os.path.join(staging, "model.params")
         model.save_parameters(params)
+        _check_readable(params, model)
         _write_text(os.path.join(staging, "config.json"), config.to_json())
         dictionary.save(os.path.join(staging, "vocab.txt"))
         full_state = dict(state, rng=rng_states(), model_params_sha256=sha256_of(params))
@@ -124,6 +125,17 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
     return os.path.join(save_dir, name)
 
 
+def _check_readable(params, model):
+    """Read model.params back: a write that failed without an error (a full disk under a buffered write) is
+    caught here, before its sha256 is recorded and the links switch to it."""
+    try:
+        arrays = mx.nd.load(params)
+    except mx.base.MXNetError as err:
+        raise OSError("model.params could not be read back: %s" % error_summary(err)) from None
+    if len(arrays) != len(model._collect_params_with_prefix()):  # the names save_parameters writes
+        raise OSError("model.params could not be read back whole")
+
+
 def _write_text(path, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -132,7 +144,7 @@ def _write_text(path, text):
 def _reason(err):
     if isinstance(err, OSError):
         return err.strerror or str(err)
-    return str(err).strip().splitlines()[0]
+    return error_summary(err)
 
 
 def _describe_last(save_dir):

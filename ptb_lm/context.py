@@ -3,7 +3,7 @@
 import logging
 import re
 
-from ._compat import import_mxnet
+from ._compat import error_summary, import_mxnet
 from .errors import ContextError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _gpu_unusable_reason(index):
     try:
         count = mx.context.num_gpus()
     except mx.base.MXNetError as err:
-        return "the CUDA driver does not answer (%s)" % str(err).splitlines()[0]
+        return "the CUDA driver does not answer (%s)" % error_summary(err)
     if index >= count:
         return "no GPU %d is visible (this mxnet sees %d)" % (index, count)
     try:
@@ -52,7 +52,7 @@ def _gpu_unusable_reason(index):
     except mx.base.MXNetError as err:
         return (
             "GPU %d cannot compute (%s); mxnet-cu112 1.9.1 supports compute capability sm_50 to sm_86 "
-            "with CUDA 11.2 and cuDNN 8" % (index, str(err).strip().splitlines()[0])
+            "with CUDA 11.2 and cuDNN 8" % (index, error_summary(err))
         )
     return None
 

@@ -1,20 +1,20 @@
-"""The seed chapter's code, kept as it was written (globals turned into arguments; one fix, marked),
+"""The chapter's code (d2l-zh, "循环神经网络 — 使用Gluon"), kept as it was written (globals turned into arguments; one fix, marked),
 so that tests can check that ptb_lm does the same math."""
 import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn, rnn
 
 
-class SeedRNNModel(gluon.Block):
+class ChapterRNNModel(gluon.Block):
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, **kwargs):
-        super(SeedRNNModel, self).__init__(**kwargs)
+        super(ChapterRNNModel, self).__init__(**kwargs)
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
             self.encoder = nn.Embedding(vocab_size, embed_dim, weight_initializer=mx.init.Uniform(0.1))
             if mode == 'rnn_relu':
                 self.rnn = rnn.RNN(hidden_dim, num_layers, activation='relu', dropout=dropout, input_size=embed_dim)
             elif mode == 'rnn_tanh':
-                # The seed wrote no activation here, and Gluon's RNN defaults to ReLU, so the seed's
+                # The chapter wrote no activation here, and Gluon's RNN defaults to ReLU, so the chapter's
                 # 'rnn_tanh' trained a ReLU RNN. ptb_lm's rnn_tanh is tanh (README, "Differences").
                 self.rnn = rnn.RNN(hidden_dim, num_layers, activation='tanh', dropout=dropout,
                                    input_size=embed_dim)
@@ -36,10 +36,10 @@ class SeedRNNModel(gluon.Block):
         return self.rnn.begin_state(*args, **kwargs)
 
 
-def seed_train_losses(train_data, vocab_size, mode, embed_dim, hidden_dim, num_layers, lr, clipping_norm,
+def chapter_train_losses(train_data, vocab_size, mode, embed_dim, hidden_dim, num_layers, lr, clipping_norm,
                       batch_size, num_steps, dropout_rate, max_batches, context=mx.cpu()):
-    """The seed's train() for one epoch, stopped after max_batches; returns each batch's summed loss."""
-    model = SeedRNNModel(mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout_rate)
+    """The chapter's train() for one epoch, stopped after max_batches; returns each batch's summed loss."""
+    model = ChapterRNNModel(mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout_rate)
     model.collect_params().initialize(mx.init.Xavier(), ctx=context)
     trainer = gluon.Trainer(model.collect_params(), 'sgd', {'learning_rate': lr, 'momentum': 0, 'wd': 0})
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -73,3 +73,25 @@ def seed_train_losses(train_data, vocab_size, mode, embed_dim, hidden_dim, num_l
         trainer.step(batch_size)
         losses.append(mx.nd.sum(L).asscalar())
     return losses
+
+
+def chapter_model_eval(model, data_source, batch_size, num_steps, context=mx.cpu()):
+    """The chapter's model_eval(), with its globals as arguments: mean loss per token over a batchified split."""
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def get_batch(source, i):
+        seq_len = min(num_steps, source.shape[0] - 1 - i)
+        data = source[i: i + seq_len]
+        target = source[i + 1:i + 1 + seq_len]
+        return data, target.reshape((-1,))
+
+    total_L = 0.0
+    ntotal = 0
+    hidden = model.begin_state(func=mx.nd.zeros, batch_size=batch_size, ctx=context)
+    for i in range(0, data_source.shape[0] - 1, num_steps):
+        data, target = get_batch(data_source, i)
+        output, hidden = model(data, hidden)
+        L = loss(output, target)
+        total_L += mx.nd.sum(L).asscalar()
+        ntotal += L.size
+    return total_L / ntotal

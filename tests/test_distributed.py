@@ -129,6 +129,22 @@ def test_ctrl_c_on_the_launcher_ends_every_process(tiny_corpus, tmp_path):
     assert processes_marked(mark) == []
 
 
+@pytest.mark.dist
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_the_launchers_processes_end_with_it_however_it_ends(tiny_corpus, tmp_path, sig):
+    """SIGKILL reaches no handler (the kernel's parent-death signal ends the children); SIGHUP is a closed
+    terminal."""
+    mark = uuid.uuid4().hex
+    proc = start_long_launch(tiny_corpus, tmp_path, mark)
+    assert len(processes_marked(mark)) >= 5
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline and processes_marked(mark):
+        time.sleep(0.2)
+    assert processes_marked(mark) == []
+
+
 def test_a_port_in_use_is_one_line(tiny_corpus):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ from ptb_lm.runner import seed_everything, setup
 from ptb_lm.parallel import stream_shards
 from ptb_lm.training import LossMeter, clip_gradients, detach, evaluate, train_epoch
 
-from seed_reference import seed_train_losses
+from seed_reference import ChapterRNNModel, chapter_model_eval, chapter_train_losses
 
 MODES = ["rnn_relu", "rnn_tanh", "lstm", "gru"]
 
@@ -28,26 +28,28 @@ def per_batch_losses(config, corpus):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("engine", ["fast", "imperative"])
-def test_training_does_the_seed_math(tiny_corpus, mode, engine):
-    """Same seed, same data: our per-batch losses equal the seed's code's, batch by batch."""
+def test_training_does_the_chapter_math(tiny_corpus, mode, engine):
+    """Same random seed, same data: our per-batch losses equal the chapter's code's, batch by batch."""
     corpus = Corpus(tiny_corpus)
     config = TrainConfig(mode=mode, engine=engine, seed=3, batch_size=4, num_steps=5, embed_dim=16,
                          hidden_dim=16, dropout=0.2, max_batches=25, data=tiny_corpus, ctx="cpu")
     ours, _ = per_batch_losses(config, corpus)
     seed_everything(3)
     train = mx.nd.array(batchify(corpus.train, 4), dtype="int32")
-    theirs = seed_train_losses(train, len(corpus.dictionary), mode, 16, 16, 2, 1.0, 0.2, 4, 5, 0.2, 25)
-    # As the seed, the first report (batch 1) covers batches 0 and 1; then one batch each.
+    theirs = chapter_train_losses(train, len(corpus.dictionary), mode, 16, 16, 2, 1.0, 0.2, 4, 5, 0.2, 25)
+    # As in the chapter, the first report (batch 1) covers batches 0 and 1; then one batch each.
     theirs_per_token = [(theirs[0] + theirs[1]) / 40] + [l / 20 for l in theirs[2:]]
     assert len(ours) == len(theirs_per_token) == 24
     np.testing.assert_allclose(ours, theirs_per_token, rtol=1e-5)
 
 
-def test_fast_and_imperative_engines_agree_and_learn(tiny_corpus):
+def test_fast_and_imperative_engines_are_bit_identical_and_learn(tiny_corpus):
+    """The README says the engines take the same float32 steps: after 3 epochs every weight is equal, bit for
+    bit. The reported losses differ only by how they are summed (float32 on the device, float64 on the host)."""
     corpus = Corpus(tiny_corpus)
     base = TrainConfig(mode="lstm", seed=5, batch_size=4, num_steps=6, embed_dim=16, hidden_dim=16, dropout=0.0,
                        data=tiny_corpus, ctx="cpu", eval_period=10)
-    results = {}
+    results, weights = {}, {}
     for engine in ("fast", "imperative"):
         seed_everything(5)
         run = setup(base.replace(engine=engine), corpus)
@@ -55,7 +57,10 @@ def test_fast_and_imperative_engines_agree_and_learn(tiny_corpus):
                   for _ in range(3)]
         val = evaluate(run.model, run.eval_source("valid"), 6, sync_every_batch=engine == "imperative")
         results[engine] = losses + [val]
-    np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-5)
+        weights[engine] = {k: p.data().asnumpy() for k, p in run.model._collect_params_with_prefix().items()}
+    for name, value in weights["fast"].items():
+        assert np.array_equal(value, weights["imperative"][name]), name
+    np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-6)
     assert results["fast"][2] < results["fast"][0]  # it learns
 
 
@@ -69,6 +74,26 @@ def test_detach_cuts_the_graph_for_arrays_and_lists():
     assert x.grad.asnumpy().tolist() == [2.0, 2.0]  # only the path through y, not through detach(y)
     state = [mx.nd.ones((1,)), mx.nd.zeros((1,))]
     assert isinstance(detach(state), list) and len(detach(state)) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_evaluate_matches_the_chapters_model_eval(tiny_corpus, mode):
+    """The chapter's own model_eval, on the chapter's own model holding the same weights, is the oracle."""
+    corpus = Corpus(tiny_corpus)
+    ours = RNNModel(mode, len(corpus.dictionary), 8, 8, 2, dropout=0.5)
+    ours.initialize_parameters(mx.cpu())
+    ours.hybridize(static_alloc=True, static_shape=True)
+    theirs = ChapterRNNModel(mode, len(corpus.dictionary), 8, 8, 2, dropout=0.5)
+    theirs.collect_params().initialize(mx.init.Xavier(), ctx=mx.cpu())
+    our_params = ours._collect_params_with_prefix()
+    their_params = theirs._collect_params_with_prefix()
+    assert sorted(our_params) == sorted(their_params)
+    for name, param in their_params.items():
+        param.set_data(our_params[name].data())
+    for batch_size, num_steps in ((3, 4), (5, 7)):
+        source = mx.nd.array(batchify(corpus.valid, batch_size), dtype="int32")
+        expected = chapter_model_eval(theirs, source, batch_size, num_steps)
+        assert evaluate(ours, source, num_steps) == pytest.approx(expected, rel=1e-6)
 
 
 def test_evaluate_is_the_same_with_and_without_per_batch_sync(tiny_corpus):

@@ -1,0 +1,148 @@
+"""Resume: where a resumed run goes, what it restores, and what it refuses (one module: ptb_lm.resume)."""
+import json
+import os
+import shutil
+
+import pytest
+
+from ptb_lm import TrainConfig, fit
+from ptb_lm.errors import CheckpointError, ConfigError
+from ptb_lm.runner import learning_rate
+
+from conftest import run_cli
+
+TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--ctx", "cpu",
+        "--progress", "none", "--seed", "4"]
+
+
+def tiny_config(tiny_corpus, **changes):
+    values = dict(mode="gru", embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, dropout=0.0, epochs=2,
+                  seed=7, data=tiny_corpus, ctx="cpu", eval_period=10, progress="none")
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def state_of(folder):
+    return json.load(open(os.path.join(folder, "state.json")))
+
+
+def snapshot(folder):
+    """Every file below ``folder`` with its bytes, and every link with its target."""
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            if os.path.islink(path):
+                found[rel] = "-> " + os.readlink(path)
+            elif os.path.isfile(path):
+                found[rel] = open(path, "rb").read()
+    return found
+
+
+@pytest.fixture
+def two_epochs(tiny_corpus, tmp_path):
+    """A save dir holding a 2-epoch run; returns its path."""
+    save = str(tmp_path / "run")
+    out = run_cli(["--data", tiny_corpus, "--save-dir", save, "--epochs", "2"] + TINY)
+    assert out.returncode == 0, out.stderr
+    return save
+
+
+def test_a_copied_run_resumes_in_the_copy_and_leaves_the_original_alone(two_epochs, tmp_path):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(two_epochs, copy, symlinks=True)
+    before = snapshot(two_epochs)
+    out = run_cli(["--resume", copy, "--epochs", "3", "--progress", "none"])
+    assert out.returncode == 0, out.stderr
+    assert state_of(os.path.join(copy, "last"))["epoch"] == 3
+    assert snapshot(two_epochs) == before
+
+
+def test_a_resume_started_elsewhere_writes_into_the_checkpoints_save_dir(two_epochs, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    relative = os.path.relpath(two_epochs, str(elsewhere))
+    out = run_cli(["--resume", relative, "--epochs", "3", "--progress", "none"], cwd=str(elsewhere))
+    assert out.returncode == 0, out.stderr
+    assert os.listdir(str(elsewhere)) == []
+    assert state_of(os.path.join(two_epochs, "last"))["epoch"] == 3
+
+
+def test_an_older_checkpoint_is_not_resumed_in_place_but_can_branch(two_epochs, tmp_path):
+    last = state_of(os.path.join(two_epochs, "last"))["epoch"]
+    older = os.path.join(two_epochs, "older")
+    os.makedirs(older)
+    for name in os.listdir(os.path.join(two_epochs, "last")):  # a checkpoint of epoch 2 standing for an older one
+        shutil.copy(os.path.join(two_epochs, "last", name), older)
+    state = state_of(older)
+    state["epoch"] = 1
+    json.dump(state, open(os.path.join(older, "state.json"), "w"))
+    before = snapshot(two_epochs)
+    out = run_cli(["--resume", older, "--epochs", "3", "--progress", "none"])
+    assert out.returncode == 2 and "--save-dir" in out.stderr and "newer" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert snapshot(two_epochs) == before and last == 2
+    branch = str(tmp_path / "branch")
+    out = run_cli(["--resume", older, "--save-dir", branch, "--epochs", "2", "--progress", "none"])
+    assert out.returncode == 0, out.stderr
+    assert state_of(os.path.join(branch, "last"))["epoch"] == 2
+    assert sorted(e for e in os.listdir(branch) if e.startswith("epoch-")) == ["epoch-0002"]
+    assert snapshot(two_epochs) == before
+
+
+def test_resuming_best_in_place_is_refused_when_last_is_newer(tiny_corpus, tmp_path):
+    save = str(tmp_path / "run")
+    # lr 0 with dropout 0: the validation loss never improves after epoch 1, so best stays at epoch 1
+    fit(tiny_config(tiny_corpus, epochs=2, lr=0.0, save_dir=save))
+    assert os.readlink(os.path.join(save, "best")) == "epoch-0001"
+    before = snapshot(save)
+    with pytest.raises(CheckpointError) as err:
+        fit(tiny_config(tiny_corpus, epochs=3, lr=0.0), resume=os.path.join(save, "best"))
+    assert "newer" in str(err.value) and "--save-dir" in str(err.value)
+    assert snapshot(save) == before
+
+
+def test_resuming_a_complete_run_says_so(two_epochs):
+    before = snapshot(two_epochs)
+    out = run_cli(["--resume", two_epochs, "--progress", "none"])
+    assert out.returncode == 2 and "complete" in out.stderr and "--epochs" in out.stderr, out.stderr
+    assert snapshot(two_epochs) == before
+
+
+def test_a_loose_checkpoint_folder_needs_a_save_dir(two_epochs, tmp_path):
+    loose = str(tmp_path / "loose")
+    shutil.copytree(os.path.join(two_epochs, "last"), loose)
+    out = run_cli(["--resume", loose, "--epochs", "3", "--progress", "none"])
+    assert out.returncode == 2 and "--save-dir" in out.stderr, out.stderr
+    out = run_cli(["--resume", loose, "--epochs", "3", "--save-dir", str(tmp_path / "new"), "--progress", "none"])
+    assert out.returncode == 0, out.stderr
+    assert state_of(str(tmp_path / "new" / "last"))["epoch"] == 3
+
+
+def test_fit_refuses_a_different_architecture(tiny_corpus, tmp_path):
+    save = str(tmp_path / "run")
+    fit(tiny_config(tiny_corpus, epochs=1, save_dir=save))
+    with pytest.raises(CheckpointError):
+        fit(tiny_config(tiny_corpus, epochs=2, hidden_dim=10), resume=save)
+    with pytest.raises(ConfigError):
+        tiny_config(tiny_corpus).replace(batch_size=0)
+
+
+def test_resume_restores_the_plateau_factor_and_the_best_loss(tiny_corpus, tmp_path):
+    """Under --lr-decay both matter: an uninterrupted run is the oracle for the resumed one."""
+    # lr 0 and no dropout: validation never improves after epoch 1, so every later epoch decays the plateau
+    base = tiny_config(tiny_corpus, lr=0.0, lr_decay=0.5)
+    whole = str(tmp_path / "whole")
+    fit(base.replace(epochs=4, save_dir=whole))
+    split = str(tmp_path / "split")
+    fit(base.replace(epochs=2, save_dir=split))
+    assert state_of(os.path.join(split, "last"))["plateau_factor"] < 1  # the decay happened before the resume
+    fit(base.replace(epochs=4), resume=split)
+    for key in ("plateau_factor", "best_val_loss", "epoch"):
+        assert state_of(os.path.join(split, "last"))[key] == state_of(os.path.join(whole, "last"))[key], key
+    assert os.readlink(os.path.join(split, "best")) == os.readlink(os.path.join(whole, "best"))
+    # and the rate a resumed epoch trains at follows the restored plateau factor
+    history = fit(base.replace(epochs=5, lr=1.0), resume=split)
+    plateau = state_of(os.path.join(whole, "last"))["plateau_factor"]
+    assert history.series("lr")[-1] == learning_rate(base.replace(lr=1.0), 5, plateau)
