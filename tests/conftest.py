@@ -1,9 +1,12 @@
-"""Shared fixtures: a tiny generated corpus, the real PTB zip, and a CLI runner."""
+"""Shared fixtures: a tiny generated corpus, the real PTB zip, a local HTTP server, and a CLI runner."""
+import functools
+import http.server
 import os
 import random
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -42,14 +45,50 @@ def tiny_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ptb_zip():
-    """The real PTB zip: data/ptb.zip, else a copy from ../shared/data (never skipped: it must exist)."""
+def ptb_zip(request):
+    """The real PTB zip at data/ptb.zip: already there, else copied from ../shared/data/ (our CI), else
+    downloaded as training downloads it (the same URL, sha1 check and atomic write). Never skipped: if the
+    download fails, the test run stops with one message that says how to get the file by hand."""
+    from ptb_lm.download import PTB_URL, download, sha1_of, PTB_SHA1
+    from ptb_lm.errors import DataError
+
     local = os.path.join(ROOT, "data", "ptb.zip")
-    if not os.path.isfile(local):
-        assert os.path.isfile(SHARED_PTB), "PTB is missing: put ptb.zip in data/ or ../shared/data/"
+    if os.path.isfile(local):
+        return local
+    if os.path.isfile(SHARED_PTB):
         os.makedirs(os.path.dirname(local), exist_ok=True)
         shutil.copy(SHARED_PTB, local)
+        return local
+    url = os.environ.get("PTB_LM_TEST_PTB_URL", PTB_URL)  # the tests of this fixture point it at a local server
+    message = "PTB is not in %s: downloading %s (about 2 MB) to %s, once" % (os.path.dirname(local), url, local)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # on the terminal, not in a test's captured output
+        sys.stdout.write("\n" + message + "\n")
+        sys.stdout.flush()
+    try:
+        download(url, local, PTB_SHA1)
+    except DataError as err:
+        pytest.exit("the tests need PTB and it could not be downloaded (%s). Get it by hand: download %s and "
+                    "save it as %s (sha1 %s)" % (err, PTB_URL, local, PTB_SHA1), returncode=1)
+    assert sha1_of(local) == PTB_SHA1
     return local
+
+
+@pytest.fixture
+def served(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1; yield (folder, base_url)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def run_cli(args, cwd=None, env=None, timeout=600):

@@ -1,32 +1,12 @@
 """The download path, served from a local HTTP server (no machine here reaches the public address)."""
-import functools
 import hashlib
-import http.server
 import os
 import shutil
-import threading
 import zipfile
 
 import pytest
 
 from ptb_lm.download import ChecksumMismatch, DataError, download, locate_ptb, safe_extract, sha1_of, unpack_ptb
-
-
-@pytest.fixture
-def served(tmp_path):
-    """Serve tmp_path/www on 127.0.0.1; yield (folder, base_url)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield www, "http://127.0.0.1:%d" % server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_download_and_unpack_real_ptb_from_a_local_server(served, ptb_zip, tmp_path):
@@ -100,3 +80,56 @@ def test_unpack_is_atomic_on_a_bad_archive(tmp_path):
     with pytest.raises(DataError):
         unpack_ptb(str(archive), str(tmp_path / "ptb"))
     assert sorted(os.listdir(str(tmp_path))) == ["incomplete.zip"]
+
+
+FIXTURE_USER = """
+def test_uses_the_ptb_fixture(ptb_zip):
+    import hashlib, os
+    assert os.path.abspath(ptb_zip) == os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "data",
+                                                                    "ptb.zip"))
+    assert hashlib.sha1(open(ptb_zip, "rb").read()).hexdigest() == "%s"
+"""
+
+
+def fresh_layout(tmp_path):
+    """A checkout's tests/ folder with our conftest and one test that uses the PTB fixture: no data/, no ../shared."""
+    from conftest import ROOT
+    from ptb_lm.download import PTB_SHA1
+
+    layout = tmp_path / "clone"
+    (layout / "tests").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "tests", "conftest.py"), str(layout / "tests" / "conftest.py"))
+    (layout / "tests" / "test_fixture_user.py").write_text(FIXTURE_USER % PTB_SHA1)
+    assert not (tmp_path / "shared").exists()
+    return layout
+
+
+def run_layout_tests(layout, url):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PTB_LM_TEST_PTB_URL=url)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(layout / "tests")],
+                          cwd=str(layout), env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_ptb_fixture_downloads_ptb_in_a_fresh_clone(served, ptb_zip, tmp_path):
+    www, url = served
+    shutil.copy(ptb_zip, str(www / "ptb.zip"))
+    layout = fresh_layout(tmp_path)
+    out = run_layout_tests(layout, url + "/ptb.zip")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 passed" in out.stdout
+    assert out.stdout.count("downloading %s/ptb.zip" % url) == 1
+    assert sha1_of(str(layout / "data" / "ptb.zip")) == sha1_of(ptb_zip)
+    again = run_layout_tests(layout, url + "/absent.zip")  # now there: nothing is fetched
+    assert again.returncode == 0 and "downloading" not in again.stdout
+
+
+def test_the_ptb_fixture_stops_the_run_with_how_to_get_ptb_by_hand(served, tmp_path):
+    _, url = served
+    layout = fresh_layout(tmp_path)
+    out = run_layout_tests(layout, url + "/absent.zip")
+    assert out.returncode != 0 and "skipped" not in out.stdout
+    assert "Get it by hand" in out.stdout + out.stderr and "d2l-data" in out.stdout + out.stderr
+    assert not (layout / "data").exists()
