@@ -1,8 +1,18 @@
 """ptb-lm: install with  pip install -e '.[cpu,test]'  (or '.[cu112]' on a CUDA 11.2 GPU)."""
 import io
 import os
+import sys
 
-from setuptools import find_packages, setup
+# Refuse an unsupported Python here, before pip resolves or builds anything: on 3.13 pip would
+# otherwise spend many minutes building numpy 1.26 from source before saying "requires a different
+# Python". MXNet 1.9.1 (its last release) needs numpy < 2, and numpy < 2 has no wheel for 3.13.
+SUPPORTED = ((3, 8), (3, 12))
+if not SUPPORTED[0] <= tuple(sys.version_info[:2]) <= SUPPORTED[1]:
+    sys.exit("ptb-lm: error: Python %d.%d is not supported: ptb-lm runs on Python 3.8 to 3.12 (tested on 3.11 "
+             "and 3.12), because MXNet 1.9.1 needs numpy < 2 and numpy < 2 has no wheel for Python 3.13 or "
+             "newer. Use python3.12 or python3.11, e.g. python3.12 -m venv .venv" % tuple(sys.version_info[:2]))
+
+from setuptools import find_packages, setup  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

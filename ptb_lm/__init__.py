@@ -1,6 +1,6 @@
 """ptb_lm: a word-level RNN language model on Penn Treebank, trained with MXNet Gluon.
 
-The chapter's names are here: ``Dictionary``, ``Corpus``, ``batchify``,
+The chapter's names (the d2l-zh chapter "循环神经网络 — 使用Gluon") are here: ``Dictionary``, ``Corpus``, ``batchify``,
 ``get_batch``, ``RNNModel``, ``detach``, ``evaluate`` (the chapter's ``model_eval``),
 ``try_gpu``; and the tool's: ``TrainConfig``, ``fit``, ``load``.
 
@@ -10,12 +10,15 @@ and a missing mxnet is reported, with the command to install it, only when a
 name that needs it is used.
 """
 
+from ._compat import make_mxnet_importable
 from .config import PRESETS, TrainConfig, from_preset
 from .data import Corpus, Dictionary, batchify, get_batch
 from .download import locate_ptb
 from .errors import ConfigError, DataError, Interrupted, PtbLmError, RunFailure, TrainingDiverged, UserError
 
 __version__ = "0.1.0"
+
+make_mxnet_importable()  # so that ``import ptb_lm`` then ``import mxnet`` works on numpy >= 1.24 (Python 3.12)
 
 # name -> module, imported on first use because these need mxnet
 _LAZY = {

@@ -8,7 +8,9 @@ MXNet 1.9.1 is the last release of a retired project. Two things break it:
   (setup.py installs setuptools there).
 
 Import mxnet through :func:`import_mxnet` only, so that a missing or unusable
-install ends with one message that names the command to fix it.
+install ends with one message that names the command to fix it. ``import ptb_lm``
+already restores the alias (:func:`make_mxnet_importable`), so a notebook may
+``import mxnet`` itself once ptb_lm is imported, on any supported Python.
 """
 
 import numpy as np
@@ -21,7 +23,8 @@ class MXNetUnavailable(ImportError):
     """MXNet cannot be imported; the message says which install command fits."""
 
 
-def _alias_removed_numpy_names():
+def make_mxnet_importable():
+    """Restore what mxnet 1.9.1 needs of numpy (cheap: it imports nothing else); ``import ptb_lm`` calls it."""
     # np.bool was a plain alias of the builtin bool until numpy 1.24 removed it.
     if "bool" not in np.__dict__:
         np.bool = bool
@@ -29,7 +32,7 @@ def _alias_removed_numpy_names():
 
 def import_mxnet():
     """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable`."""
-    _alias_removed_numpy_names()
+    make_mxnet_importable()
     try:
         import mxnet
     except (ImportError, OSError) as err:  # OSError: the GPU wheel without its CUDA libraries

@@ -100,12 +100,11 @@ def setup_logging(level=logging.INFO):
 
     The library only logs; this decides where it goes.
     """
-    out = logging.StreamHandler(sys.stdout)
+    from .reporting import ConsoleHandler
+
+    out = ConsoleHandler(sys.stdout)  # writes above a progress bar, never onto its line
     out.addFilter(lambda record: record.levelno < logging.WARNING)
-    err = logging.StreamHandler(sys.stderr)
-    err.setLevel(logging.WARNING)
-    for handler in (out, err):
-        handler.setFormatter(logging.Formatter("%(message)s"))
+    err = ConsoleHandler(sys.stderr, level=logging.WARNING)
     root = logging.getLogger("ptb_lm")
     root.handlers[:] = [out, err]
     root.setLevel(level)
@@ -144,15 +143,14 @@ def train_main(argv=None):
 
 def _checkpoint_argument(parser):
     parser.add_argument("checkpoint", help="a save dir (its last/ is used) or a checkpoint folder such as runs/x/best")
-    parser.add_argument("--ctx", default="auto", help="auto, cpu, gpu or gpu:N")
+    parser.add_argument("--ctx", default="auto", help="auto, cpu, gpu or gpu:N (default: auto)")
 
 
 def evaluate_main(argv=None):
     """ptb-lm-evaluate: perplexity of a checkpoint on a PTB split or on any text file."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
     _checkpoint_argument(parser)
-    parser.add_argument("--split", default="test", help="valid, test or train (ignored with --text)")
+    parser.add_argument("--split", default="test", help="valid, test or train (default: test; ignored with --text)")
     parser.add_argument("--text", help="a UTF-8 text file, one sentence per line, instead of a PTB split")
     parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
     parser.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's); it changes "
@@ -177,15 +175,15 @@ def evaluate_main(argv=None):
 
 def generate_main(argv=None):
     """ptb-lm-generate: words sampled from a checkpoint."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-generate", description=generate_main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="ptb-lm-generate", description=generate_main.__doc__)
     _checkpoint_argument(parser)
-    parser.add_argument("--words", type=int, default=50, help="how many words to sample")
-    parser.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: more varied")
+    parser.add_argument("--words", type=int, default=50, help="how many words to sample (default: 50)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="below 1: safer; above 1: more varied (default: 1.0)")
     parser.add_argument("--seed", type=int, help="random seed of the sampler, for a repeatable text "
                                                  "(default: a different text each time)")
-    parser.add_argument("--prompt", default="", help="words to start from (words outside the vocabulary read as "
-                                                     "<unk>, and are named)")
+    parser.add_argument("--prompt", default="", help="words to start from; words outside the vocabulary read as "
+                                                     "<unk>, and are named (default: none, start of a sentence)")
     args = parser.parse_args(argv)
 
     def body():
@@ -213,7 +211,7 @@ def plot_main(argv=None):
     """ptb-lm-plot: a PNG of train and validation perplexity by epoch from a --log-json file."""
     parser = argparse.ArgumentParser(prog="ptb-lm-plot", description=plot_main.__doc__)
     parser.add_argument("log_json", help="the file written by ptb-lm-train --log-json")
-    parser.add_argument("--out", help="the PNG to write (default: beside the log, .png)")
+    parser.add_argument("--out", help="the PNG to write (default: the log's name with .png)")
     args = parser.parse_args(argv)
 
     def body():

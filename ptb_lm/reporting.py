@@ -19,7 +19,7 @@ import sys
 
 from .errors import SaveDirError, WriteFailed
 
-logger = logging.getLogger("ptb_lm")
+logger = logging.getLogger("ptb_lm")  # every module's logger is a child of this one
 
 
 def perplexity(loss):
@@ -118,31 +118,98 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def in_notebook():
+    """True inside a Jupyter (IPython kernel) session."""
+    shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class ConsoleHandler(logging.Handler):
+    """Writes log lines to ``stream``, clearing any progress bar first and redrawing it after,
+    so a line never lands on the end of the bar's line."""
+
+    def __init__(self, stream=None, level=logging.NOTSET):
+        super(ConsoleHandler, self).__init__(level)
+        self.stream = stream
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+
+            stream = self.stream or sys.stdout
+            with tqdm.external_write_mode(file=stream):
+                stream.write(self.format(record) + "\n")
+                stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never end a run
+            self.handleError(record)
+
+
+class console_logging(object):
+    """While a run lasts, show ptb_lm's information lines on stdout if nobody has configured logging.
+
+    A notebook that called ``fit()`` would otherwise see nothing (Python shows only
+    warnings by default). Where the user set up logging (any handler on the
+    ``ptb_lm`` logger or the root logger), that configuration is left alone;
+    ``quiet=True`` shows nothing.
+    """
+
+    def __init__(self, quiet=False):
+        self.quiet = quiet
+        self.handler = None
+        self._level = None
+
+    def __enter__(self):
+        if self.quiet or logger.hasHandlers():
+            return self
+        self.handler = ConsoleHandler(level=logging.INFO)
+        self._level = logger.level
+        logger.addHandler(self.handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handler is not None:
+            logger.removeHandler(self.handler)
+            logger.setLevel(self._level)
+            self.handler = None
+
+
 class Progress(object):
-    """A tqdm bar per epoch in a terminal (batches, ETA, and at each report the loss and tokens/s);
-    nothing otherwise, where the plain log lines say enough."""
+    """A tqdm bar in a terminal or a notebook: per epoch (batches, ETA, and at each report the loss and
+    tokens/s), and during validation and test. ``none``, and ``auto`` elsewhere: no bar, since the log lines
+    say enough."""
 
     def __init__(self, mode="auto", stream=None, mininterval=0.5):
         self.stream = stream or sys.stderr
         self.mininterval = mininterval
         if mode == "auto":
-            mode = "bar" if hasattr(self.stream, "isatty") and self.stream.isatty() else "none"
+            terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+            mode = "bar" if terminal or (stream is None and in_notebook()) else "none"
         self.enabled = mode == "bar"
         self._bar = None
+        self._tokens = 0
 
-    def start(self, epoch, total_batches):
+    def start(self, epoch, total_batches, desc=None):
+        """A bar for ``total_batches`` batches, titled ``epoch N`` or ``desc`` (e.g. "validating")."""
+        self.close()
         if not self.enabled:
             return
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total_batches, desc="epoch %d" % epoch, unit="batch", file=self.stream,
+        self._bar = tqdm(total=total_batches, desc=desc or "epoch %d" % epoch, unit="batch", file=self.stream,
                          leave=False, dynamic_ncols=True, mininterval=self.mininterval)
         self._tokens = 0
 
-    def update(self, tokens):
+    @property
+    def active(self):
+        return self._bar is not None
+
+    def update(self, tokens, batches=1):
         if self._bar is not None:
             self._tokens += tokens
-            self._bar.update(1)
+            self._bar.update(batches)
 
     def report(self, loss):
         if self._bar is not None:

@@ -18,12 +18,12 @@ from ._compat import import_mxnet
 from .checkpoint import SaveDirLock, check_optimizer_is_stateless, save_checkpoint
 from .config import check_fits_data
 from .context import resolve_contexts
-from .data import Corpus, batchify
+from .data import Corpus, batch_starts, batchify
 from .download import locate_ptb
 from .errors import Interrupted, TrainingDiverged
 from .model import build_model
 from .parallel import create_kvstore, shards_of_rank, start_workers
-from .reporting import History, JsonlWriter, Progress, log_event, perplexity
+from .reporting import History, JsonlWriter, Progress, console_logging, log_event, perplexity
 from .resume import open_resume
 from .training import BatchPlan, evaluate, train_epoch
 
@@ -89,10 +89,18 @@ class Setup:
                                                     dtype="int32")
         return self._eval_sources[split]
 
-    def evaluate(self, split):
+    def evaluate(self, split, progress=None):
         """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
-        return evaluate(self.model, self.eval_source(split), self.config.num_steps, self.loss_fn,
-                        sync_every_batch=self.config.engine == "imperative")
+        source = self.eval_source(split)
+        if progress is not None:
+            progress.start(0, len(batch_starts(source.shape[0], self.config.num_steps)),
+                           desc={"valid": "validating", "test": "testing"}.get(split, split))
+        try:
+            return evaluate(self.model, source, self.config.num_steps, self.loss_fn,
+                            sync_every_batch=self.config.engine == "imperative", progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
 
 
 def make_optimizer(config):
@@ -179,14 +187,21 @@ class RunOutputs(object):
                            self.config.save_dir, err)
 
 
-def fit(config, on_event=None, resume=None, corpus=None):
+def fit(config, on_event=None, resume=None, corpus=None, quiet=False):
     """Train as ``config`` says and return the run's :class:`~ptb_lm.reporting.History`.
 
     ``on_event`` is called with every event dict. ``resume`` is a save dir or
     checkpoint folder to continue from, up to ``config.epochs`` in total, with
     the rules of :mod:`ptb_lm.resume` (the run continues in the save dir that
     holds the checkpoint unless ``config.save_dir`` names a new one to branch into).
+    In a notebook the chapter's log lines are shown as on the command line,
+    unless ``quiet`` or logging is configured already.
     """
+    with console_logging(quiet):
+        return _fit(config, on_event, resume, corpus)
+
+
+def _fit(config, on_event, resume, corpus):
     point = open_resume(resume) if resume is not None else None
     if point is not None:
         config = point.continue_config(config)
@@ -224,9 +239,10 @@ def fit(config, on_event=None, resume=None, corpus=None):
                          "events": history.events}
                 outputs.save(run, run.corpus.dictionary, state, improved, history)
         if run.is_chief:
-            test_loss = run.evaluate("test")
+            test_loss = run.evaluate("test", progress)
             emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
                   "eval_batch_size": config.eval_batch})
+            _log_outputs(config)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_message(config, history)) from None
     finally:
@@ -236,15 +252,28 @@ def fit(config, on_event=None, resume=None, corpus=None):
     return history
 
 
+def _log_outputs(config):
+    """Say where the run's files went."""
+    if config.save_dir:
+        last = os.path.realpath(os.path.join(config.save_dir, "last"))
+        best = os.path.realpath(os.path.join(config.save_dir, "best"))
+        logger.info("checkpoints: %s/last -> %s, %s/best -> %s%s", config.save_dir, os.path.basename(last),
+                    config.save_dir, os.path.basename(best),
+                    "; curves: %s/curves.png" % config.save_dir
+                    if os.path.isfile(os.path.join(config.save_dir, "curves.png")) else "")
+    if config.log_json:
+        logger.info("events: %s", config.log_json)
+
+
 def _log_header(run):
     config = run.config
     batches = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
-    logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epochs (engine %s)",
+    logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epoch%s (engine %s)",
                 config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
                 " x %d workers" % run.num_workers if run.num_workers > 1 else "",
                 batches, config.num_steps, config.batch_size,
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
-                config.epochs, config.engine)
+                config.epochs, "" if config.epochs == 1 else "s", config.engine)
 
 
 def run_epoch(run, epoch, lr, emit, progress):
@@ -269,7 +298,7 @@ def run_epoch(run, epoch, lr, emit, progress):
     progress.close()
     val_loss = 0.0
     if run.is_chief:
-        val_loss = run.evaluate("valid")
+        val_loss = run.evaluate("valid", progress)
     if run.sum_across_workers is not None:
         # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
         val_loss = run.sum_across_workers(val_loss, 0)[0]

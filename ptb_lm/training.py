@@ -188,24 +188,31 @@ def train_epoch(model, trainer, loss_fn, plan, config, on_report=None, progress=
     return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start
 
 
-def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False):
+def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None):
     """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
     ``data_source`` is ``(num_rows, batch_size)`` on one context; the state starts
     at zero and carries across batches, as in training. Runs outside
     ``autograd.record()``, so dropout is off and no graph is kept. The batch size
     changes the result (each column starts from a zero state), so report it.
+    With an active ``progress`` bar the host waits every 20 batches, so the bar
+    shows work done rather than work queued.
     """
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     ctx = data_source.context
     hidden = model.begin_state(func=mx.nd.zeros, batch_size=data_source.shape[1], ctx=ctx)
     total = 0.0 if sync_every_batch else mx.nd.zeros((1,), ctx=ctx)
     count = 0
-    for i in batch_starts(data_source.shape[0], num_steps):
+    showing = progress is not None and progress.active
+    for ibatch, i in enumerate(batch_starts(data_source.shape[0], num_steps)):
         data, target = get_batch(data_source, i, num_steps)
         output, hidden = model(data, hidden)
         batch_sum = loss_fn(output, target).sum()
         total += batch_sum.asscalar() if sync_every_batch else batch_sum
         count += target.shape[0]
+        if showing and (ibatch + 1) % 20 == 0:
+            if not sync_every_batch:
+                total.wait_to_read()
+            progress.update(20 * target.shape[0], batches=20)
     total = total if sync_every_batch else total.asscalar()
     return total / count

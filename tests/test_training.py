@@ -43,6 +43,23 @@ def test_training_does_the_chapter_math(tiny_corpus, mode, engine):
     np.testing.assert_allclose(ours, theirs_per_token, rtol=1e-5)
 
 
+@pytest.mark.ptb
+@pytest.mark.slow
+def test_the_early_loss_spikes_on_real_ptb_are_the_chapters_own(ptb_zip):
+    """With random seed 1 the chapter's ReLU RNN at rate 1.0 spikes far above log(10000) in its first 50 batches.
+    The chapter's own code, run with the same seed, takes the same losses batch by batch: it is the chapter's
+    behaviour, not ours (README, "The first batches")."""
+    corpus = Corpus(ptb_zip)
+    config = TrainConfig(seed=1, data=ptb_zip, ctx="cpu", max_batches=50)
+    ours, _ = per_batch_losses(config, corpus)
+    seed_everything(1)
+    train = mx.nd.array(batchify(corpus.train, 32), dtype="int32")
+    theirs = chapter_train_losses(train, len(corpus.dictionary), "rnn_relu", 100, 100, 2, 1.0, 0.2, 32, 5, 0.2, 50)
+    theirs_per_token = [(theirs[0] + theirs[1]) / 320] + [l / 160 for l in theirs[2:]]
+    np.testing.assert_allclose(ours, theirs_per_token, rtol=1e-4)
+    assert max(theirs_per_token) > math.log(len(corpus.dictionary))  # the spike the README describes
+
+
 def test_fast_and_imperative_engines_are_bit_identical_and_learn(tiny_corpus):
     """The README says the engines take the same float32 steps: after 3 epochs every weight is equal, bit for
     bit. The reported losses differ only by how they are summed (float32 on the device, float64 on the host)."""
