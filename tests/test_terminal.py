@@ -1,0 +1,124 @@
+"""What a newcomer sees: the terminal (through tmux, as a person sees it), help texts, and messages."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from ptb_lm import TrainConfig, fit
+from ptb_lm.errors import Interrupted
+
+from conftest import ROOT, run_cli
+
+SCRIPTS = os.path.join(ROOT, "scripts")
+TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
+        "--ctx", "cpu", "--progress", "none"]
+
+
+@pytest.mark.ptb
+@pytest.mark.slow
+def test_report_lines_land_above_the_progress_bar_in_a_terminal(ptb_zip, tmp_path):
+    assert shutil.which("tmux"), "tmux is part of this machine's image; the terminal test needs it"
+    session = "ptb-lm-%s" % uuid.uuid4().hex[:8]
+    done = tmp_path / "done"
+    command = "%s %s --data %s --epochs 1 --max-batches 300 --eval-period 50 --seed 1 --ctx cpu; touch %s; sleep 60" % (
+        sys.executable, os.path.join(SCRIPTS, "train.py"), ptb_zip, done)
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command], check=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not done.exists():
+            time.sleep(0.5)
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session])
+    lines = [l for l in screen.splitlines() if l.strip()]
+    reports = [l for l in lines if "[Epoch 1 Batch" in l]
+    assert len(reports) == 5, screen
+    for line in reports + [l for l in lines if "[Epoch 1]" in l or "Test loss" in l]:
+        assert line.startswith("[Epoch") or line.startswith("Test loss"), line  # nothing of a bar before it
+        assert "batch/s" not in line and "%|" not in line, line
+    assert not any("%|" in l for l in lines), screen  # the bar is gone at the end
+
+
+def test_the_header_counts_the_batches_that_will_run_and_the_run_says_where_things_went(tiny_corpus, tmp_path):
+    save, log = str(tmp_path / "run"), str(tmp_path / "run.jsonl")
+    out = run_cli(["--data", tiny_corpus, "--max-batches", "7", "--save-dir", save, "--log-json", log] + TINY)
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.splitlines()[0]
+    assert " 7 batches of 5x4 per epoch (--max-batches 7 of " in header, header
+    assert "checkpoints: %s/last -> epoch-0001" % save in out.stdout and "events: %s" % log in out.stdout
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_yet(tiny_corpus, tmp_path):
+    save = str(tmp_path / "run")
+
+    def interrupt(event):
+        if event["event"] == "batch":
+            raise KeyboardInterrupt
+
+    config = TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=2, eval_period=5,
+                         data=tiny_corpus, ctx="cpu", progress="none", save_dir=save)
+    with pytest.raises(Interrupted) as err:
+        fit(config, on_event=interrupt)
+    assert "before the first checkpoint" in str(err.value) and "give --save-dir" not in str(err.value)
+
+
+def test_evaluate_and_generate_do_not_say_training(tiny_corpus, tmp_path):
+    save = str(tmp_path / "run")
+    assert run_cli(["--data", tiny_corpus, "--save-dir", save] + TINY).returncode == 0
+    evaluate = run_cli([os.path.join(SCRIPTS, "evaluate.py"), save, "--data", tiny_corpus])
+    generate = run_cli([os.path.join(SCRIPTS, "generate.py"), save, "--words", "3", "--prompt", "w01 zebra"])
+    for out in (evaluate, generate):
+        assert out.returncode == 0, out.stderr
+        assert "training" not in out.stdout + out.stderr
+    assert "evaluating on the CPU" in evaluate.stdout
+    assert "not in the vocabulary, read as <unk>: zebra" in generate.stderr
+    zero = run_cli([os.path.join(SCRIPTS, "evaluate.py"), save, "--data", tiny_corpus, "--batch-size", "0"])
+    assert zero.returncode == 2 and "--batch-size must be" in zero.stderr
+    for flag, value in (("--words", "0"), ("--temperature", "0")):
+        out = run_cli([os.path.join(SCRIPTS, "generate.py"), save, flag, value])
+        assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+            l for l in out.stderr.strip().splitlines() if l.startswith("ptb-lm: error: %s must be" % flag)], out.stderr
+
+
+@pytest.mark.parametrize("script", ["train", "evaluate", "generate", "plot", "launch"])
+def test_help_texts_are_clean(script):
+    out = run_cli([os.path.join(SCRIPTS, script + ".py"), "--help"])
+    assert out.returncode == 0
+    assert "``" not in out.stdout
+    for block in out.stdout.split("\n  -")[1:]:  # each option's help
+        assert block.count("default:") <= 1, block
+    if script == "generate":
+        for flag in ("--words", "--temperature", "--seed", "--prompt", "--ctx"):
+            assert "default:" in out.stdout.split("\n  " + flag)[1].split("\n  -")[0], flag
+    if script == "launch":
+        assert out.stdout.startswith("usage: ptb-lm-launch") and " -- " in out.stdout.splitlines()[0]
+
+
+def test_the_readme_never_points_at_our_own_machines():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "../shared" not in readme and "shared/" not in readme
+
+
+def test_fit_in_a_notebook_shows_the_chapters_lines_unless_quiet(tiny_corpus):
+    code = ("import ptb_lm; ptb_lm.fit(ptb_lm.TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, "
+            "epochs=1, data=%r, ctx='cpu', progress='none'), quiet=%s)")
+    loud = subprocess.run([sys.executable, "-c", code % (tiny_corpus, False)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    quiet = subprocess.run([sys.executable, "-c", code % (tiny_corpus, True)], capture_output=True, text=True,
+                           timeout=300, cwd=ROOT)
+    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert "[Epoch 1]" in loud.stdout and "Test loss" in loud.stdout
+    assert quiet.stdout == "" and quiet.stderr == ""
+    configured = subprocess.run([sys.executable, "-c", "import logging; logging.basicConfig(level=logging.WARNING); "
+                                 + code % (tiny_corpus, False)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert configured.returncode == 0 and "[Epoch 1]" not in configured.stdout + configured.stderr
+
+
+def test_import_ptb_lm_then_mxnet_works():
+    out = subprocess.run([sys.executable, "-c", "import ptb_lm; import mxnet; print(mxnet.nd.ones((2,)).sum().asscalar())"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr
