@@ -24,7 +24,6 @@ is set from the schedule at every epoch, so a checkpoint needs none:
 :func:`check_optimizer_is_stateless` guards that assumption.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ import numpy as np
 from ._compat import error_summary, import_mxnet
 from .config import TrainConfig
 from .data import Dictionary
+from .download import file_digest
 from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed
 from .model import build_model
 
@@ -51,13 +51,9 @@ LOCK = ".lock"
 
 # --- writing ------------------------------------------------------------------------------------
 
-def sha256_of(path, chunk_size=1 << 20):
+def sha256_of(path):
     """The hex sha256 of the file at ``path``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def rng_states():

@@ -6,7 +6,6 @@ checkpoint's config), so ``--preset zaremba-small --lr 0.5`` changes only the ra
 """
 
 import argparse
-import dataclasses
 import logging
 import os
 import socket

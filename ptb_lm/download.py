@@ -32,13 +32,18 @@ DEFAULT_DATA_DIR = "data"
 logger = logging.getLogger(__name__)
 
 
-def sha1_of(path, chunk_size=1 << 20):
-    """Return the hex sha1 of the file at ``path``."""
-    digest = hashlib.sha1()
+def file_digest(path, algorithm="sha1", chunk_size=1 << 20):
+    """Return the hex digest (``hashlib`` name ``algorithm``) of the file at ``path``."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha1_of(path):
+    """Return the hex sha1 of the file at ``path``."""
+    return file_digest(path, "sha1")
 
 
 def download(url, dest, sha1, timeout=60.0):

@@ -38,6 +38,16 @@ def write_tiny_corpus(folder, seed=0, train_lines=120, eval_lines=20):
     return folder
 
 
+def tiny_config(corpus, **changes):
+    """A TrainConfig small enough to train on the tiny corpus in a second or two."""
+    from ptb_lm import TrainConfig
+
+    values = dict(mode="gru", embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, dropout=0.0, epochs=2,
+                  seed=7, data=corpus, ctx="cpu", eval_period=10, progress="none")
+    values.update(changes)
+    return TrainConfig(**values)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A folder holding a tiny ptb.{train,valid,test}.txt (about 800 / 130 / 130 tokens)."""

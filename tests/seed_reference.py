@@ -36,6 +36,14 @@ class ChapterRNNModel(gluon.Block):
         return self.rnn.begin_state(*args, **kwargs)
 
 
+def get_batch(source, i, num_steps):
+    """The chapter's get_batch, with its global num_steps as an argument."""
+    seq_len = min(num_steps, source.shape[0] - 1 - i)
+    data = source[i: i + seq_len]
+    target = source[i + 1:i + 1 + seq_len]
+    return data, target.reshape((-1,))
+
+
 def chapter_train_losses(train_data, vocab_size, mode, embed_dim, hidden_dim, num_layers, lr, clipping_norm,
                       batch_size, num_steps, dropout_rate, max_batches, context=mx.cpu()):
     """The chapter's train() for one epoch, stopped after max_batches; returns each batch's summed loss."""
@@ -43,12 +51,6 @@ def chapter_train_losses(train_data, vocab_size, mode, embed_dim, hidden_dim, nu
     model.collect_params().initialize(mx.init.Xavier(), ctx=context)
     trainer = gluon.Trainer(model.collect_params(), 'sgd', {'learning_rate': lr, 'momentum': 0, 'wd': 0})
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-
-    def get_batch(source, i):
-        seq_len = min(num_steps, source.shape[0] - 1 - i)
-        data = source[i: i + seq_len]
-        target = source[i + 1:i + 1 + seq_len]
-        return data, target.reshape((-1,))
 
     def detach(state):
         if isinstance(state, (tuple, list)):
@@ -62,7 +64,7 @@ def chapter_train_losses(train_data, vocab_size, mode, embed_dim, hidden_dim, nu
     for ibatch, i in enumerate(range(0, train_data.shape[0] - 1, num_steps)):
         if ibatch >= max_batches:
             break
-        data, target = get_batch(train_data, i)
+        data, target = get_batch(train_data, i, num_steps)
         hidden = detach(hidden)
         with autograd.record():
             output, hidden = model(data, hidden)
@@ -79,17 +81,11 @@ def chapter_model_eval(model, data_source, batch_size, num_steps, context=mx.cpu
     """The chapter's model_eval(), with its globals as arguments: mean loss per token over a batchified split."""
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
 
-    def get_batch(source, i):
-        seq_len = min(num_steps, source.shape[0] - 1 - i)
-        data = source[i: i + seq_len]
-        target = source[i + 1:i + 1 + seq_len]
-        return data, target.reshape((-1,))
-
     total_L = 0.0
     ntotal = 0
     hidden = model.begin_state(func=mx.nd.zeros, batch_size=batch_size, ctx=context)
     for i in range(0, data_source.shape[0] - 1, num_steps):
-        data, target = get_batch(data_source, i)
+        data, target = get_batch(data_source, i, num_steps)
         output, hidden = model(data, hidden)
         L = loss(output, target)
         total_L += mx.nd.sum(L).asscalar()

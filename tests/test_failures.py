@@ -11,10 +11,16 @@ import zipfile
 
 import pytest
 
-from ptb_lm import TrainConfig, fit, load
+from ptb_lm import fit, load
 from ptb_lm.errors import TrainingDiverged
 
 from conftest import ROOT, run_cli, write_tiny_corpus
+from conftest import tiny_config as base_config
+
+
+def tiny_config(corpus, **changes):
+    return base_config(corpus, **dict(dict(epochs=1), **changes))
+
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
         "--ctx", "cpu", "--progress", "none"]
@@ -29,13 +35,6 @@ def one_line_error(result, code, *words):
     for word in words:
         assert word in errors[0], errors[0]
     return errors[0]
-
-
-def tiny_config(tiny_corpus, **changes):
-    values = dict(mode="gru", embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, dropout=0.0, epochs=1,
-                  seed=7, data=tiny_corpus, ctx="cpu", eval_period=10, progress="none")
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,14 @@ import shutil
 
 import pytest
 
-from ptb_lm import TrainConfig, fit
+from ptb_lm import fit
 from ptb_lm.errors import CheckpointError, ConfigError
 from ptb_lm.runner import learning_rate
 
-from conftest import run_cli
+from conftest import run_cli, tiny_config
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--ctx", "cpu",
         "--progress", "none", "--seed", "4"]
-
-
-def tiny_config(tiny_corpus, **changes):
-    values = dict(mode="gru", embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, dropout=0.0, epochs=2,
-                  seed=7, data=tiny_corpus, ctx="cpu", eval_period=10, progress="none")
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def state_of(folder):
