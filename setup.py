@@ -1,4 +1,4 @@
-"""ptb-lm: install with  pip install -e '.[cpu,test]'  (or '.[cu112]' on a CUDA 11.2 GPU)."""
+"""ptb-lm: install with  pip install -e '.[cpu,test]'  (or '.[cu112]' for an NVIDIA GPU, compute capability 5.0 to 8.9)."""
 import io
 import os
 import sys
@@ -35,7 +35,22 @@ setup(
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],
-        "cu112": ["mxnet-cu112==1.9.1"],
+        # The GPU wheel, and NVIDIA's CUDA 11 runtime wheels that ship every library it links except the
+        # driver (ptb_lm/native.py preloads them). Each soname was checked against libmxnet.so's needs;
+        # cuDNN stays at 8.9 (9.x ships libcudnn.so.9). The wheel was built with CUDA 11.2 and runs on
+        # CUDA 11.8's runtime by CUDA 11's minor-version compatibility; it needs driver 450.80.02 or newer.
+        "cu112": [
+            "mxnet-cu112==1.9.1",
+            "nvidia-cuda-runtime-cu11==11.8.89",
+            "nvidia-cublas-cu11==11.11.3.6",
+            "nvidia-cudnn-cu11==8.9.6.50",
+            "nvidia-nccl-cu11==2.21.5",
+            "nvidia-cufft-cu11==10.9.0.58",
+            "nvidia-curand-cu11==10.3.0.86",
+            "nvidia-cusolver-cu11==11.4.1.48",
+            "nvidia-cuda-nvrtc-cu11==11.8.89",
+            "nvidia-nvtx-cu11==11.8.86",
+        ],
         "plot": ["matplotlib>=3.3"],
         "test": ["pytest>=7", "matplotlib>=3.3"],
     },
@@ -46,6 +61,7 @@ setup(
             "ptb-lm-generate=ptb_lm.cli:generate_main",
             "ptb-lm-plot=ptb_lm.cli:plot_main",
             "ptb-lm-launch=ptb_lm.cli:launch_main",
+            "ptb-lm-doctor=ptb_lm.cli:doctor_main",
         ]
     },
 )

@@ -13,10 +13,12 @@ already restores the alias (:func:`make_mxnet_importable`), so a notebook may
 ``import mxnet`` itself once ptb_lm is imported, on any supported Python.
 """
 
+import sys
+
 import numpy as np
 
 CPU_INSTALL = "pip install 'mxnet==1.9.1'   (or: pip install -e '.[cpu]')"
-GPU_INSTALL = "pip install 'mxnet-cu112==1.9.1'   (or: pip install -e '.[cu112]')"
+GPU_INSTALL = "pip install -e '.[cu112]'   (mxnet-cu112 1.9.1 with NVIDIA's CUDA 11 runtime wheels)"
 
 
 class MXNetUnavailable(ImportError):
@@ -33,6 +35,14 @@ def make_mxnet_importable():
 def import_mxnet():
     """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable`."""
     make_mxnet_importable()
+    if "mxnet" not in sys.modules:
+        from .native import GPU_DISTRIBUTION, installed_mxnet, preload_cuda_libraries
+
+        if installed_mxnet()[0] == GPU_DISTRIBUTION:
+            try:
+                preload_cuda_libraries()  # the nvidia-* wheels' CUDA 11 libraries, before libmxnet.so needs them
+            except OSError as err:
+                raise MXNetUnavailable(_explain(err)) from None
     try:
         import mxnet
     except (ImportError, OSError) as err:  # OSError: the GPU wheel without its CUDA libraries
@@ -42,12 +52,20 @@ def import_mxnet():
 
 def _explain(err):
     text = str(err)
-    if isinstance(err, OSError) or ("lib" in text and ".so" in text):
-        # The GPU wheel links libcuda/libcudart/libcudnn without bundling them.
+    first = text.splitlines()[0] if text else type(err).__name__
+    if "libcuda.so" in text:
         return (
-            "mxnet is installed but cannot load its native library (%s). If this is the GPU "
-            "wheel on a machine without CUDA 11.2 and cuDNN 8, replace it with the CPU wheel: "
-            "pip uninstall -y mxnet-cu112 && %s" % (text.splitlines()[0], CPU_INSTALL)
+            "mxnet's GPU wheel is installed, but this machine has no NVIDIA driver (%s): install the driver "
+            "(450.80.02 or newer) to use a GPU, or switch to the CPU wheel: pip uninstall -y mxnet-cu112 && %s. "
+            "ptb-lm-doctor tells more" % (first, CPU_INSTALL)
+        )
+    if isinstance(err, OSError) or ("lib" in text and ".so" in text):
+        # The GPU wheel links CUDA 11's libraries without bundling them; NVIDIA's wheels ship them.
+        return (
+            "mxnet is installed but cannot load a native library (%s). For the GPU wheel, install CUDA 11's "
+            "runtime wheels with %s (or set PTB_LM_CUDA=system to use a system CUDA 11.2 with cuDNN 8), or "
+            "switch to the CPU wheel: pip uninstall -y mxnet-cu112 && %s. ptb-lm-doctor tells more"
+            % (first, GPU_INSTALL, CPU_INSTALL)
         )
     if "numpy" in text or "np." in text:
         return (

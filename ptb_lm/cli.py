@@ -269,3 +269,22 @@ def launch_main(argv=None):
         return launch(workers, train_args, hosts=hosts, num_servers=args.servers, port=args.port, host_ip=host_ip)
 
     return _run(body)
+
+
+def doctor_main(argv=None):
+    """ptb-lm-doctor: what this machine can do for ptb_lm (Python, numpy, mxnet and its native libraries, the
+    NVIDIA driver and GPUs, the context --ctx auto picks, the PTB data). Paste its output into a bug report."""
+    parser = argparse.ArgumentParser(prog="ptb-lm-doctor", description=doctor_main.__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--data-dir", default="data", help="where PTB is looked for (default: data)")
+    args = parser.parse_args(argv)
+
+    def body():
+        import json
+
+        from .doctor import diagnose, format_report
+
+        report = diagnose(args.data_dir)
+        sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else "\n".join(format_report(report)) + "\n")
+
+    return _run(body)

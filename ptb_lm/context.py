@@ -32,10 +32,23 @@ def parse_ctx_spec(spec):
 
 
 def _probe(ctx):
-    """Run a small computation on ``ctx`` and wait for it: raises if ``ctx`` cannot compute."""
+    """Run a small computation on ``ctx`` and wait for it: raises if ``ctx`` cannot compute.
+
+    It runs MXNet's own kernels (elementwise, activation, reduction), not only a
+    cuBLAS product: cuBLAS may answer on a card whose architecture the wheel has
+    no code for, where training would then fail.
+    """
     mx = import_mxnet()
     x = mx.nd.ones((4, 4), ctx=ctx)
-    mx.nd.dot(x, x).asnumpy()  # asnumpy() waits, so asynchronous failures surface here
+    (mx.nd.relu(x * 2 - 1).sum() + mx.nd.dot(x, x).sum()).asnumpy()  # asnumpy() waits: failures surface here
+
+
+def gpu_description(index):
+    """``{'name', 'capability', 'supported'}`` of GPU ``index`` as the driver reports it, or None."""
+    from .native import cuda_driver
+
+    devices = cuda_driver()["devices"]
+    return devices[index] if index < len(devices) else None
 
 
 def _gpu_unusable_reason(index):
@@ -47,12 +60,18 @@ def _gpu_unusable_reason(index):
         return "the CUDA driver does not answer (%s)" % error_summary(err)
     if index >= count:
         return "no GPU %d is visible (this mxnet sees %d)" % (index, count)
+    device = gpu_description(index)
+    if device is not None and not device["supported"]:
+        from .native import supported_range
+
+        return ("GPU %d (%s) has compute capability %s, and mxnet-cu112 1.9.1 runs on %s only (the last MXNet "
+                "release predates this GPU)" % (index, device["name"], device["capability"], supported_range()))
     try:
         _probe(mx.gpu(index))
     except mx.base.MXNetError as err:
         return (
             "GPU %d cannot compute (%s); mxnet-cu112 1.9.1 supports compute capability sm_50 to sm_86 "
-            "with CUDA 11.2 and cuDNN 8" % (index, error_summary(err))
+            "(8.9 by compatibility); ptb-lm-doctor tells more" % (index, error_summary(err))
         )
     return None
 

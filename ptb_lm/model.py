@@ -33,6 +33,9 @@ class RNNModel(gluon.HybridBlock):
         None: the chapter's initialisers, Uniform(0.1) for the embedding and Xavier
         for the other weights. A number x: Uniform(x) for every weight (Zaremba).
         Biases start at zero either way.
+    sparse_grad : bool
+        The embedding's gradient is row-sparse (only the rows of the batch's
+        words); the fast engine's lazy update then touches only those rows.
 
     Call ``model(inputs, state)`` with ``inputs`` of shape ``(num_steps, batch_size)``
     and ``state`` from :meth:`begin_state`; it returns ``(logits, state)`` with
@@ -40,7 +43,7 @@ class RNNModel(gluon.HybridBlock):
     """
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
-                 init_scale=None, **kwargs):
+                 init_scale=None, sparse_grad=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         if mode not in MODES:
             raise ConfigError("Invalid mode %s. Options are rnn_relu, rnn_tanh, lstm, and gru" % mode)
@@ -51,7 +54,7 @@ class RNNModel(gluon.HybridBlock):
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
-            self.encoder = nn.Embedding(vocab_size, embed_dim,
+            self.encoder = nn.Embedding(vocab_size, embed_dim, sparse_grad=sparse_grad,
                                         weight_initializer=mx.init.Uniform(init_scale or 0.1))
             layer_args = dict(hidden_size=hidden_dim, num_layers=num_layers, dropout=dropout,
                               input_size=embed_dim, i2h_weight_initializer=weight_init,
@@ -87,10 +90,10 @@ class RNNModel(gluon.HybridBlock):
         self.collect_params().initialize(default, ctx=ctx)
 
 
-def build_model(config, vocab_size):
+def build_model(config, vocab_size, sparse_grad=False):
     """Return the :class:`RNNModel` that ``config`` describes (not yet initialised)."""
     return RNNModel(config.mode, vocab_size, config.embed_dim, config.hidden_dim, config.num_layers,
-                    config.dropout, tied=config.tied, init_scale=config.init_scale)
+                    config.dropout, tied=config.tied, init_scale=config.init_scale, sparse_grad=sparse_grad)
 
 
 def count_flops_per_token(mode, vocab_size, embed_dim, hidden_dim, num_layers):

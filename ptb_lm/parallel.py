@@ -21,7 +21,7 @@ from .errors import ConfigError
 
 mx = import_mxnet()
 
-REPORT_KEY = 10 ** 6  # a kvstore key no parameter uses (the trainer numbers parameters from 0)
+REPORT_KEY = 10 ** 6  # a kvstore key no parameter uses (the trainer numbers parameters from 0; see updater)
 
 
 def stream_shards(batch_size, num_shards):
@@ -54,17 +54,15 @@ def create_kvstore(kvstore, ctxs):
     return mx.kv.create(kvstore), 0, 1
 
 
-def start_workers(trainer, kv, ctx):
-    """Set up the kvstore now and wait for every worker; return the report reducer.
+def start_workers(updater, kv, ctx):
+    """Put rank 0's initial weights everywhere now, wait for every worker, and return the report reducer.
 
-    Gluon sets up the kvstore lazily, inside the first all-reduce, where rank 0's
-    initial weights are broadcast. Doing it here, then waiting at a barrier,
-    means no worker's first gradients can meet a server whose parameters are not
-    all in place yet.
+    Gluon's Trainer would do the first part lazily, inside the first all-reduce.
+    Doing it here, then waiting at a barrier, means no worker's first gradients
+    can meet a server whose parameters are not all in place yet.
     """
-    trainer._init_kvstore()  # private, but stable: mxnet is pinned at its last release, 1.9.1
-    trainer._init_params()
-    kv._barrier()
+    updater.start_workers(kv)
+    kv._barrier()  # private, but stable: mxnet is pinned at its last release, 1.9.1
     return report_reducer(kv, ctx)
 
 

@@ -1,4 +1,4 @@
-"""A whole run: data, model and trainer set up from a config, then epochs, checkpoints and the test.
+"""A whole run: data, model and updater set up from a config, then epochs, checkpoints and the test.
 
 :func:`fit` is what ``scripts/train.py`` and a notebook call. Its pieces are
 small functions so that a notebook can use them one by one.
@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ._compat import import_mxnet
-from .checkpoint import SaveDirLock, check_optimizer_is_stateless, save_checkpoint
+from .checkpoint import SaveDirLock, save_checkpoint
 from .config import check_fits_data
 from .context import resolve_contexts
 from .data import Corpus, batch_starts, batchify
@@ -25,7 +25,8 @@ from .model import build_model
 from .parallel import create_kvstore, shards_of_rank, start_workers
 from .reporting import History, JsonlWriter, Progress, console_logging, log_event, perplexity
 from .resume import open_resume
-from .training import BatchPlan, evaluate, train_epoch
+from .training import BatchPlan, eval_window, evaluate, train_epoch
+from .updater import make_updater
 
 mx = import_mxnet()
 from mxnet import gluon  # noqa: E402
@@ -68,7 +69,7 @@ class Setup:
     corpus: Corpus
     ctxs: list
     model: object
-    trainer: object
+    updater: object
     loss_fn: object
     train_plan: BatchPlan
     rank: int = 0
@@ -89,55 +90,52 @@ class Setup:
                                                     dtype="int32")
         return self._eval_sources[split]
 
+    @property
+    def eval_steps(self):
+        """Time steps per evaluation call: num_steps, as the chapter; far more under the fast engine."""
+        if self.config.engine == "imperative":
+            return self.config.num_steps
+        return eval_window(self.config.num_steps, self.config.eval_batch)
+
     def evaluate(self, split, progress=None):
         """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
         source = self.eval_source(split)
+        steps = self.eval_steps
         if progress is not None:
-            progress.start(0, len(batch_starts(source.shape[0], self.config.num_steps)),
+            progress.start(0, len(batch_starts(source.shape[0], steps)),
                            desc={"valid": "validating", "test": "testing"}.get(split, split))
         try:
-            return evaluate(self.model, source, self.config.num_steps, self.loss_fn,
+            return evaluate(self.model, source, steps, self.loss_fn,
                             sync_every_batch=self.config.engine == "imperative", progress=progress)
         finally:
             if progress is not None:
                 progress.close()
 
 
-def make_optimizer(config):
-    """The chapter's SGD: no momentum, no weight decay.
+def setup(config, corpus=None, sparse_embedding=True):
+    """Build the data plan, the model and the updater that ``config`` describes.
 
-    MXNet's SGD updates parameters in groups of four with one ``multi_sgd_update``
-    call by default (the chapter's way, kept by the imperative engine). On this CPU
-    that op is about 1.6x slower than one ``sgd_update`` per parameter, which
-    computes the same float32 result bit for bit; the fast engine uses the latter.
+    ``sparse_embedding=False`` keeps the fast engine's embedding gradient dense (for measuring it).
     """
-    optimizer = mx.optimizer.SGD(learning_rate=config.lr, momentum=0, wd=0)
-    if config.engine == "fast":
-        optimizer.aggregate_num = 0
-    check_optimizer_is_stateless(optimizer)  # so a checkpoint needs no optimizer state
-    return optimizer
-
-
-def setup(config, corpus=None):
-    """Build the data plan, the model and the trainer that ``config`` describes."""
     corpus = corpus or load_corpus(config)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
     ctxs = resolve_contexts(config.ctx)
     kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
-    model = build_model(config, len(corpus.dictionary))
+    fast = config.engine == "fast"
+    # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
+    sparse = fast and sparse_embedding and kv is None and not config.tied
+    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
     model.initialize_parameters(ctxs)
-    if config.engine == "fast":
+    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse)  # before the first backward
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    if fast:
         # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
         model.hybridize(static_alloc=True, static_shape=True)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    if config.engine == "fast":
         loss_fn.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(model.collect_params(), make_optimizer(config), kvstore=kv,
-                            update_on_kvstore=False if kv is not None else None)
     shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
-    reducer = start_workers(trainer, kv, ctxs[0]) if num_workers > 1 else None
-    return Setup(config, corpus, ctxs, model, trainer, loss_fn, plan, rank, num_workers, reducer)
+    reducer = start_workers(updater, kv, ctxs[0]) if num_workers > 1 else None
+    return Setup(config, corpus, ctxs, model, updater, loss_fn, plan, rank, num_workers, reducer)
 
 
 
@@ -284,7 +282,7 @@ def run_epoch(run, epoch, lr, emit, progress):
     config = run.config
     if config.seed is not None:
         mx.random.seed(epoch_seed(config.seed, epoch))
-    run.trainer.set_learning_rate(lr)
+    run.updater.set_learning_rate(lr)
     start = time.time()
 
     def report(batch, loss):
@@ -294,7 +292,7 @@ def run_epoch(run, epoch, lr, emit, progress):
     total = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
     progress.start(epoch, total)
     train_loss, tokens, train_seconds = train_epoch(
-        run.model, run.trainer, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers)
+        run.model, run.updater, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers)
     progress.close()
     val_loss = 0.0
     if run.is_chief:

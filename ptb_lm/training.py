@@ -1,16 +1,16 @@
 """Truncated backpropagation through time, one batch and one epoch at a time.
 
-Two engines run the same math, bit for bit (:data:`~ptb_lm.config.ENGINES`):
+Two engines run the same math (:data:`~ptb_lm.config.ENGINES`):
 
 * ``fast``: the model and the loss are hybridized (one compiled graph each, static
-  memory); the loss is summed on the device and read once per report; the host
-  waits once per batch, to read the clipping factor, and multiplies the gradients
-  only when it is below 1; the optimizer runs one ``sgd_update`` per parameter.
+  memory); the loss is summed on the device and read once per report; the update
+  is :class:`~ptb_lm.updater.FlatUpdater`'s few large operations; evaluation runs
+  in windows many times longer than ``num_steps``.
 * ``imperative``: the chapter's loop: the Block runs op by op, every batch waits for
-  the finiteness check inside ``clip_global_norm`` and for ``asscalar()``, and the
-  gradients are always multiplied by the factor, through a broadcast.
+  the finiteness check inside ``clip_global_norm`` and for ``asscalar()``
+  (:class:`~ptb_lm.updater.ChapterUpdater`).
 
-Batches, the hidden state, the all-reduce and the reporting are shared.
+Batches, the hidden state and the reporting are shared.
 """
 
 import logging
@@ -28,6 +28,10 @@ mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+# Tokens per evaluation call of the fast engine: long windows make the decoder's product big enough for
+# oneDNN to run near its peak, while the logits of a window stay small (1024 x 10000 floats = 41 MB).
+EVAL_WINDOW_TOKENS = 1024
 
 
 def detach(state):
@@ -97,42 +101,7 @@ class LossMeter(object):
         return float(loss_sum), tokens
 
 
-def clip_gradients(params, ctxs, max_norm, engine):
-    """Scale every gradient so that their global 2-norm is at most ``max_norm``; return the norm.
-
-    Why clip: an RNN's gradient can explode over a few steps, and one huge step
-    undoes the training so far. The norm is taken over all parameters at once,
-    on the first context: after the all-reduce every context holds the same
-    summed gradient, and each is scaled by the same factor.
-
-    ``imperative`` calls the chapter's ``gluon.utils.clip_global_norm``, which waits
-    for the device twice and always multiplies every gradient by the factor
-    through a broadcast. ``fast`` does the same arithmetic, op for op, waits once
-    to read the norm and the factor together, and multiplies only when the factor
-    is below 1, by a plain scalar: the same float32 products, a fraction of the time.
-    """
-    grads = [p.grad(ctxs[0]) for p in params]
-    if engine == "imperative":
-        norm = gluon.utils.clip_global_norm(grads, max_norm, check_isfinite=True)  # scales ctxs[0]'s
-        # the factor it used, in its float32 arithmetic, for the other contexts' copies
-        factor = min(float(np.float32(max_norm) / (np.float32(norm) + np.float32(1e-8))), 1.0)
-        to_scale = ctxs[1:]
-    else:
-        ctx = ctxs[0]
-        total = mx.nd.sqrt(mx.nd.add_n(*[mx.nd.dot(g.reshape((-1,)), g.reshape((-1,))) for g in grads]))
-        scale = mx.nd.min(mx.nd.concat(max_norm / (total + 1e-8), mx.nd.ones(1, ctx=ctx), dim=0))
-        norm, factor = (float(v) for v in mx.nd.concat(total, scale, dim=0).asnumpy())
-        to_scale = ctxs if factor < 1.0 else []
-    for ctx in to_scale:
-        for p in params:
-            grad = p.grad(ctx)
-            grad *= factor
-    if not math.isfinite(norm):
-        raise TrainingDiverged("training diverged: the gradient norm became %s; lower --lr or --clipping-norm" % norm)
-    return norm
-
-
-def train_epoch(model, trainer, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None):
+def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None):
     """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
 
     ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches.
@@ -151,7 +120,6 @@ def train_epoch(model, trainer, loss_fn, plan, config, on_report=None, progress=
     batch_size = config.batch_size
     sum_across_workers = sum_across_workers or (lambda loss_sum, tokens: (loss_sum, tokens))
     imperative = config.engine == "imperative"
-    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
     # The gradient is of the loss summed over num_steps x batch_size tokens, so the
     # per-token clipping_norm scales by both (the chapter's rule); a short last batch keeps it.
     clip_at = config.clipping_norm * config.num_steps * batch_size
@@ -170,9 +138,7 @@ def train_epoch(model, trainer, loss_fn, plan, config, on_report=None, progress=
                 output, hidden[k] = model(data, hidden[k])
                 losses.append(loss_fn(output, target))
         autograd.backward(losses)  # the loss summed over tokens, as the chapter's L.backward()
-        trainer.allreduce_grads()
-        clip_gradients(params, ctxs, clip_at, config.engine)
-        trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the chapter's step
+        updater(batch_size, clip_at)  # all-reduce, clip, step(batch_size)
         tokens = sum(t.shape[0] for _, t in shards)
         period.add([l.sum() for l in losses], tokens)
         if progress is not None:
@@ -188,6 +154,11 @@ def train_epoch(model, trainer, loss_fn, plan, config, on_report=None, progress=
     return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start
 
 
+def eval_window(num_steps, batch_size, tokens=EVAL_WINDOW_TOKENS):
+    """Time steps per evaluation call for the fast engine: about ``tokens`` tokens, at least ``num_steps``."""
+    return max(num_steps, tokens // batch_size)
+
+
 def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None):
     """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
@@ -195,8 +166,13 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     at zero and carries across batches, as in training. Runs outside
     ``autograd.record()``, so dropout is off and no graph is kept. The batch size
     changes the result (each column starts from a zero state), so report it.
-    With an active ``progress`` bar the host waits every 20 batches, so the bar
-    shows work done rather than work queued.
+
+    Nothing is truncated in evaluation, so ``num_steps`` only sets how the split
+    is cut in time, not the loss: the fast engine passes a window many times
+    longer (:func:`eval_window`), for bigger products and far fewer calls; the
+    result is the same to float32 rounding (a test checks it). With an active
+    ``progress`` bar the host waits every 20 calls, so the bar shows work done
+    rather than work queued.
     """
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     ctx = data_source.context

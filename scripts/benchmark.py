@@ -35,7 +35,7 @@ def operator_profile(run, config, batches):
 
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
     mx.profiler.set_state("run")
-    train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(max_batches=batches,
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config.replace(max_batches=batches,
                                                                                      eval_period=10 ** 9))
     mx.nd.waitall()
     mx.profiler.set_state("stop")
@@ -59,7 +59,7 @@ def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, 
     corpus = Corpus(data)
     seed_everything(seed)
     run = setup(config, corpus)
-    args = (run.model, run.trainer, run.loss_fn, run.train_plan)
+    args = (run.model, run.updater, run.loss_fn, run.train_plan)
     train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
     loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))
     rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])

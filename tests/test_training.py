@@ -9,7 +9,8 @@ from ptb_lm.data import Corpus, batchify
 from ptb_lm.model import RNNModel
 from ptb_lm.runner import seed_everything, setup
 from ptb_lm.parallel import stream_shards
-from ptb_lm.training import LossMeter, clip_gradients, detach, evaluate, train_epoch
+from ptb_lm.training import LossMeter, detach, evaluate, train_epoch
+from ptb_lm.updater import FlatUpdater
 
 from seed_reference import ChapterRNNModel, chapter_model_eval, chapter_train_losses
 
@@ -21,7 +22,7 @@ def per_batch_losses(config, corpus):
     seed_everything(config.seed)
     run = setup(config, corpus)
     losses = []
-    train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, config.replace(eval_period=1),
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config.replace(eval_period=1),
                 on_report=lambda b, loss: losses.append(loss))
     return losses, run
 
@@ -47,10 +48,10 @@ def test_training_does_the_chapter_math(tiny_corpus, mode, engine):
 @pytest.mark.slow
 def test_the_early_loss_spikes_on_real_ptb_are_the_chapters_own(ptb_zip):
     """With random seed 1 the chapter's ReLU RNN at rate 1.0 spikes far above log(10000) in its first 50 batches.
-    The chapter's own code, run with the same seed, takes the same losses batch by batch: it is the chapter's
-    behaviour, not ours (README, "The first batches")."""
+    The chapter's own code, run with the same seed, takes the same losses batch by batch as the imperative
+    engine (the chapter's loop): it is the chapter's behaviour, not ours (README, "The first batches")."""
     corpus = Corpus(ptb_zip)
-    config = TrainConfig(seed=1, data=ptb_zip, ctx="cpu", max_batches=50)
+    config = TrainConfig(seed=1, data=ptb_zip, ctx="cpu", max_batches=50, engine="imperative")
     ours, _ = per_batch_losses(config, corpus)
     seed_everything(1)
     train = mx.nd.array(batchify(corpus.train, 32), dtype="int32")
@@ -60,25 +61,146 @@ def test_the_early_loss_spikes_on_real_ptb_are_the_chapters_own(ptb_zip):
     assert max(theirs_per_token) > math.log(len(corpus.dictionary))  # the spike the README describes
 
 
-def test_fast_and_imperative_engines_are_bit_identical_and_learn(tiny_corpus):
-    """The README says the engines take the same float32 steps: after 3 epochs every weight is equal, bit for
-    bit. The reported losses differ only by how they are summed (float32 on the device, float64 on the host)."""
+def test_fast_and_imperative_engines_agree_and_learn(tiny_corpus):
+    """The engines do the same math in different float32 orders: over 3 epochs they agree to 1e-4."""
     corpus = Corpus(tiny_corpus)
     base = TrainConfig(mode="lstm", seed=5, batch_size=4, num_steps=6, embed_dim=16, hidden_dim=16, dropout=0.0,
                        data=tiny_corpus, ctx="cpu", eval_period=10)
-    results, weights = {}, {}
+    results = {}
     for engine in ("fast", "imperative"):
         seed_everything(5)
         run = setup(base.replace(engine=engine), corpus)
-        losses = [train_epoch(run.model, run.trainer, run.loss_fn, run.train_plan, run.config)[0]
+        losses = [train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, run.config)[0]
                   for _ in range(3)]
-        val = evaluate(run.model, run.eval_source("valid"), 6, sync_every_batch=engine == "imperative")
-        results[engine] = losses + [val]
-        weights[engine] = {k: p.data().asnumpy() for k, p in run.model._collect_params_with_prefix().items()}
-    for name, value in weights["fast"].items():
-        assert np.array_equal(value, weights["imperative"][name]), name
-    np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-6)
+        results[engine] = losses + [run.evaluate("valid")]
+    np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-4)
     assert results["fast"][2] < results["fast"][0]  # it learns
+
+
+def engine_losses(config, corpus, batches):
+    seed_everything(config.seed)
+    run = setup(config.replace(max_batches=batches), corpus)
+    losses = []
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, run.config.replace(eval_period=1),
+                on_report=lambda b, loss: losses.append(loss))
+    return losses
+
+
+# Reports (one per batch from batch 1) over which the engines must agree to 1e-4. Training at rate 1.0 is
+# chaotic: a rounding difference grows through every loss spike, and the imperative engine against itself
+# with only the order of the gradient norm's sum reversed drifts past 1e-4 too (README, "Speed"). Measured
+# on real PTB with random seed 1, the engines first differ by more than 1e-4 at report: chapter config
+# rnn_relu 5, rnn_tanh 11, lstm 58, gru 51; Zaremba-small shape rnn_relu 2 (it diverges), rnn_tanh 6, lstm
+# 31, gru 11. The horizons below are about half of those, so that another CPU's rounding keeps them.
+AGREEMENT_HORIZON = {("chapter", "rnn_relu"): 3, ("chapter", "rnn_tanh"): 5, ("chapter", "lstm"): 25,
+                     ("chapter", "gru"): 25, ("zaremba-small", "rnn_relu"): 1, ("zaremba-small", "rnn_tanh"): 3,
+                     ("zaremba-small", "lstm"): 15, ("zaremba-small", "gru"): 5}
+
+
+@pytest.mark.ptb
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", ["chapter", "zaremba-small"])
+def test_the_engines_agree_batch_by_batch_on_real_ptb(ptb_zip, real_corpus, mode, shape):
+    """The README's promise: per-batch losses within 1e-4 relative over each config's horizon."""
+    from ptb_lm.config import from_preset
+
+    horizon = AGREEMENT_HORIZON[shape, mode]
+    config = from_preset(shape, mode=mode, seed=1, data=ptb_zip, ctx="cpu", dropout=0.0)
+    fast = engine_losses(config.replace(engine="fast"), real_corpus, horizon + 1)
+    imperative = engine_losses(config.replace(engine="imperative"), real_corpus, horizon + 1)
+    assert len(fast) == len(imperative) == horizon
+    np.testing.assert_allclose(fast, imperative, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def real_corpus(ptb_zip):
+    return Corpus(ptb_zip)
+
+
+def test_long_evaluation_windows_give_the_same_loss(tiny_corpus):
+    """Nothing is truncated in evaluation, so cutting the split into longer windows changes only rounding."""
+    corpus = Corpus(tiny_corpus)
+    model = RNNModel("lstm", len(corpus.dictionary), 8, 8, 2, dropout=0.5)
+    model.initialize_parameters(mx.cpu())
+    model.hybridize(static_alloc=True, static_shape=True)
+    source = mx.nd.array(batchify(corpus.valid, 3), dtype="int32")
+    short = evaluate(model, source, 5)
+    for window in (7, 20, source.shape[0] - 1):
+        assert evaluate(model, source, window) == pytest.approx(short, rel=1e-5)
+
+
+def twin_models(corpus, seed):
+    """Two identical models with gradients from the same batch, in both updaters' hands."""
+    models = []
+    for _ in range(2):
+        mx.random.seed(seed)
+        model = RNNModel("gru", len(corpus.dictionary), 8, 8, 2, dropout=0.0)
+        model.initialize_parameters(mx.cpu())
+        models.append(model)
+    return models
+
+
+def backward_on(model, corpus, loss_fn):
+    source = mx.nd.array(batchify(corpus.train, 4), dtype="int32")
+    data, target = source[:5], source[1:6].reshape((-1,))
+    hidden = model.begin_state(func=mx.nd.zeros, batch_size=4)
+    with mx.autograd.record():
+        output, _ = model(data, hidden)
+        loss = loss_fn(output, target)
+    loss.backward()
+
+
+@pytest.mark.parametrize("clip_at", [1e-3, 1e6])  # clipping, and not
+def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at):
+    from ptb_lm.updater import ChapterUpdater
+
+    corpus = Corpus(tiny_corpus)
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    flat_model, chapter_model = twin_models(corpus, 3)
+    flat = FlatUpdater(flat_model, [mx.cpu()], lr=0.7)
+    chapter = ChapterUpdater(chapter_model, [mx.cpu()], lr=0.7)
+    for _ in range(3):
+        for model, update in ((flat_model, flat), (chapter_model, chapter)):
+            backward_on(model, corpus, loss_fn)
+            norm = update(4, clip_at)
+            assert norm > 0
+        ours = flat_model._collect_params_with_prefix()
+        for name, param in chapter_model._collect_params_with_prefix().items():
+            np.testing.assert_allclose(ours[name].data().asnumpy(), param.data().asnumpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_parameters_are_views_into_the_flat_buffers(tiny_corpus, tmp_path):
+    """FlatUpdater rewires Gluon's private _data/_grad (mxnet is pinned at 1.9.1): guard that it holds."""
+    corpus = Corpus(tiny_corpus)
+    model, _ = twin_models(corpus, 4)
+    flat = FlatUpdater(model, [mx.cpu()], lr=0.5)
+    model.hybridize(static_alloc=True, static_shape=True)
+    weight = model.decoder.weight
+    flat.weights[0][:] = 0.25
+    assert (weight.data().asnumpy() == 0.25).all()
+    backward_on(model, corpus, mx.gluon.loss.SoftmaxCrossEntropyLoss())
+    pieces = np.concatenate([p.grad().asnumpy().reshape(-1) for p in model.collect_params().values()])
+    assert np.array_equal(pieces, flat.grads[0].asnumpy()) and np.abs(pieces).sum() > 0
+    model.save_parameters(str(tmp_path / "m.params"))
+    flat.weights[0][:] = 0.0
+    model.load_parameters(str(tmp_path / "m.params"))
+    assert (flat.weights[0].asnumpy() == 0.25).all()  # loading fills the buffer: the views hold
+
+
+@pytest.mark.filterwarnings("ignore:nan or inf is detected")
+def test_a_non_finite_gradient_norm_is_divergence_in_both_updaters(tiny_corpus):
+    from ptb_lm.errors import TrainingDiverged
+    from ptb_lm.updater import ChapterUpdater
+
+    corpus = Corpus(tiny_corpus)
+    for make in (lambda m: FlatUpdater(m, [mx.cpu()], lr=1.0), lambda m: ChapterUpdater(m, [mx.cpu()], lr=1.0)):
+        model, _ = twin_models(corpus, 5)
+        update = make(model)
+        backward_on(model, corpus, mx.gluon.loss.SoftmaxCrossEntropyLoss())
+        model.decoder.bias.grad()[:] = float("inf")
+        with pytest.raises(TrainingDiverged):
+            update(4, 1.0)
 
 
 def test_detach_cuts_the_graph_for_arrays_and_lists():
@@ -135,35 +257,6 @@ def test_loss_meter_reports_divergence():
         meter.add([mx.nd.array([float("nan")])], 4)
         with pytest.raises(TrainingDiverged):
             meter.read()
-
-
-@pytest.mark.parametrize("engine", ["fast", "imperative"])
-def test_clipping_matches_gluon_bit_for_bit(engine):
-    mx.random.seed(0)
-    shapes = [(50, 8), (8,), (3, 3)]
-    for max_norm in (1e-3, 1e6):  # clipping, and not
-        params = []
-        for k, shape in enumerate(shapes):
-            p = mx.gluon.Parameter("p%d" % k, shape=shape)
-            p.initialize(ctx=mx.cpu())
-            p.grad()[:] = mx.nd.random.normal(shape=shape)
-            params.append(p)
-        expected = [p.grad().copy() for p in params]
-        expected_norm = mx.gluon.utils.clip_global_norm(expected, max_norm, check_isfinite=True)
-        norm = clip_gradients(params, [mx.cpu()], max_norm, engine)
-        assert norm == pytest.approx(expected_norm, rel=1e-7)
-        for p, e in zip(params, expected):
-            assert np.array_equal(p.grad().asnumpy(), e.asnumpy())
-
-
-def test_clipping_raises_on_a_non_finite_norm():
-    from ptb_lm.errors import TrainingDiverged
-
-    p = mx.gluon.Parameter("p", shape=(2,))
-    p.initialize(ctx=mx.cpu())
-    p.grad()[:] = mx.nd.array([1.0, float("inf")])
-    with pytest.raises(TrainingDiverged):
-        clip_gradients([p], [mx.cpu()], 1.0, "fast")
 
 
 def test_stream_shards_cover_every_stream_once():

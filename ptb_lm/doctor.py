@@ -1,0 +1,116 @@
+"""What this machine can do for ptb_lm: the first thing to run when something is wrong (``ptb-lm-doctor``).
+
+:func:`diagnose` never raises on what it inspects: each part says what it
+found, or why it could not look. It reads libmxnet.so's needs from its ELF
+header, so it works even where mxnet cannot be imported.
+"""
+
+import os
+import platform
+import sys
+
+from . import native
+from .download import DEFAULT_DATA_DIR, PTB_SHA1, SPLITS, sha1_of
+
+
+def diagnose(data_dir=DEFAULT_DATA_DIR):
+    """A JSON-able dict: python, numpy, mxnet, native_libraries, driver, gpus, ctx_auto, data."""
+    report = {"python": {"version": platform.python_version(), "executable": sys.executable,
+                         "supported": (3, 8) <= sys.version_info[:2] <= (3, 12)}}
+    try:
+        import numpy
+
+        report["numpy"] = {"version": numpy.__version__, "below_2": int(numpy.__version__.split(".")[0]) < 2}
+    except ImportError as err:
+        report["numpy"] = {"version": None, "error": str(err)}
+    report["mxnet"] = _mxnet()
+    library = native.mxnet_library_path()
+    report["native_libraries"] = native.resolve_needed(library) if library else {}
+    report["preloaded_from_wheels"] = report["mxnet"].pop("preloaded", {})
+    driver = native.cuda_driver()
+    report["driver"] = {"version": driver["driver_version"], "error": driver["error"]}
+    report["gpus"] = driver["devices"]
+    report["ctx_auto"] = _auto_context(report)
+    report["data"] = _data(data_dir)
+    return report
+
+
+def _mxnet():
+    name, version = native.installed_mxnet()
+    found = {"distribution": name, "version": version, "imports": False, "error": None, "features": {}}
+    if name is None:
+        found["error"] = "no mxnet is installed: pip install -e '.[cpu]' (or '.[cu112]' for a GPU)"
+        return found
+    from ._compat import MXNetUnavailable, import_mxnet
+
+    try:
+        mx = import_mxnet()
+    except MXNetUnavailable as err:
+        found["error"] = str(err)
+        return found
+    found["imports"] = True
+    found["preloaded"] = {os.path.basename(path): path for path in _preloaded_paths()}
+    features = mx.runtime.Features()
+    found["features"] = {key: features.is_enabled(key)
+                         for key in ("CUDA", "CUDNN", "NCCL", "MKLDNN", "DIST_KVSTORE") if key in features}
+    return found
+
+
+def _preloaded_paths():
+    return [getattr(handle, "_name", None) for handle in native._loaded if getattr(handle, "_name", None)]
+
+
+def _auto_context(report):
+    if not report["mxnet"]["imports"]:
+        return {"context": None, "reason": "mxnet does not import"}
+    from .context import _gpu_unusable_reason
+
+    reason = _gpu_unusable_reason(0)
+    if reason is None:
+        return {"context": "gpu(0)", "reason": "GPU 0 ran a computation to the end"}
+    return {"context": "cpu(0)", "reason": reason}
+
+
+def _data(data_dir):
+    folder = os.path.join(data_dir, "ptb")
+    zip_path = os.path.join(data_dir, "ptb.zip")
+    if all(os.path.isfile(os.path.join(folder, "ptb.%s.txt" % s)) for s in SPLITS):
+        return {"path": os.path.abspath(folder), "checksum": "unpacked files (the zip's sha1 was checked when "
+                                                             "it was unpacked)"}
+    if os.path.isfile(zip_path):
+        found = sha1_of(zip_path)
+        return {"path": os.path.abspath(zip_path), "checksum": "ok" if found == PTB_SHA1 else
+                "MISMATCH: sha1 %s, not PTB's %s" % (found, PTB_SHA1)}
+    return {"path": None, "checksum": None,
+            "note": "PTB is not in %s yet; training downloads it there" % os.path.abspath(data_dir)}
+
+
+def format_report(report):
+    """The report as lines of text, for a terminal or a bug report."""
+    mx = report["mxnet"]
+    lines = ["python    %s (%s)%s" % (report["python"]["version"], report["python"]["executable"],
+                                      "" if report["python"]["supported"] else "  NOT SUPPORTED: use 3.8 to 3.12"),
+             "numpy     %s" % report["numpy"].get("version")]
+    if mx["distribution"] is None:
+        lines.append("mxnet     not installed: %s" % mx["error"])
+    else:
+        lines.append("mxnet     %s %s, %s" % (mx["distribution"], mx["version"],
+                                              "imports" if mx["imports"] else "does NOT import: %s" % mx["error"]))
+    if mx["features"]:
+        lines.append("features  " + ", ".join("%s %s" % (k, "on" if v else "off") for k, v in mx["features"].items()))
+    lines.append("libraries libmxnet.so needs:")
+    for soname, path in report["native_libraries"].items():
+        note = path or ("NOT FOUND: the NVIDIA driver provides it" if soname == native.DRIVER else "NOT FOUND")
+        lines.append("  %-24s %s" % (soname, note))
+    driver = report["driver"]
+    lines.append("driver    %s" % (driver["version"] or driver["error"]))
+    for gpu in report["gpus"]:
+        lines.append("gpu %d     %s, compute capability %s, %s" % (
+            gpu["index"], gpu["name"], gpu["capability"],
+            "supported" if gpu["supported"] else "NOT supported by mxnet-cu112 1.9.1 (%s only)"
+            % native.supported_range()))
+    auto = report["ctx_auto"]
+    lines.append("--ctx auto picks %s: %s" % (auto["context"], auto["reason"]))
+    data = report["data"]
+    lines.append("data      %s" % (("%s (%s)" % (data["path"], data["checksum"])) if data["path"] else data["note"]))
+    return lines

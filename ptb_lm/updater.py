@@ -1,0 +1,184 @@
+"""The update after each backward: sum the gradients across devices, clip their global norm, take an SGD step.
+
+Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
+
+* :class:`ChapterUpdater` (``imperative``): the chapter's ``gluon.Trainer`` and
+  ``gluon.utils.clip_global_norm``, parameter by parameter. It is the reference.
+* :class:`FlatUpdater` (``fast``): every trainable parameter of a context is a view
+  into one contiguous weight buffer, and its gradient a view into one gradient
+  buffer, so a batch costs a few large operations instead of several per
+  parameter (MXNet's CPU kernels are slow per call and per byte)::
+
+      weights[ctx]  [ embedding | rnn layer 0 ... | decoder weight | decoder bias ]   one NDArray
+      grads[ctx]    [ the same layout ]                                             one NDArray
+      norm² = dot(grads[0], grads[0])      one product (plus the sparse embedding's rows)
+      sgd_update(weights, grads, lr, rescale_grad = clip_factor / batch_size)       one update
+
+  Clipping's factor and the 1/batch_size of ``trainer.step(batch_size)`` fold
+  into the update's ``rescale_grad``. Across contexts or workers the all-reduce
+  is one push/pull of the gradient buffer. Optionally (one context, one worker,
+  untied weights) the embedding keeps a row-sparse gradient and a lazy update:
+  for plain SGD without weight decay the rows no batch touched do not move
+  either way, so the math is the same and the 1 M-float dense gradient is
+  never written.
+
+Why clip at all: an RNN's gradient can explode over a few steps, and one huge
+step undoes the training so far.
+"""
+
+import math
+
+import numpy as np
+
+from ._compat import import_mxnet
+from .checkpoint import check_optimizer_is_stateless
+from .errors import TrainingDiverged
+
+mx = import_mxnet()
+from mxnet import autograd, gluon  # noqa: E402
+
+GRAD_KEY = 10 ** 6 + 1  # kvstore keys no parameter uses (the trainer numbers parameters from 0)
+WEIGHT_KEY = 10 ** 6 + 2
+
+
+def _diverged(norm):
+    raise TrainingDiverged("training diverged: the gradient norm became %s; lower --lr or --clipping-norm" % norm)
+
+
+def trainable(model):
+    """The parameters that get gradients, in the model's order."""
+    return [p for p in model.collect_params().values() if p.grad_req != "null"]
+
+
+def make_optimizer(lr):
+    """The chapter's SGD: no momentum, no weight decay, so no optimizer state to checkpoint."""
+    optimizer = mx.optimizer.SGD(learning_rate=lr, momentum=0, wd=0)
+    check_optimizer_is_stateless(optimizer)
+    return optimizer
+
+
+def clip_gradients(params, ctxs, max_norm):
+    """The chapter's clipping: scale every gradient so that their global 2-norm is at most ``max_norm``.
+
+    The norm is taken on the first context (after the all-reduce every context
+    holds the same summed gradient) by ``gluon.utils.clip_global_norm``, and the
+    other contexts' copies are scaled by the factor it used. Returns the norm.
+    """
+    grads = [p.grad(ctxs[0]) for p in params]
+    norm = gluon.utils.clip_global_norm(grads, max_norm, check_isfinite=True)  # scales ctxs[0]'s
+    # the factor it used, in its float32 arithmetic, for the other contexts' copies
+    factor = min(float(np.float32(max_norm) / (np.float32(norm) + np.float32(1e-8))), 1.0)
+    for ctx in ctxs[1:]:
+        for p in params:
+            grad = p.grad(ctx)
+            grad *= factor
+    if not math.isfinite(norm):
+        _diverged(norm)
+    return norm
+
+
+class ChapterUpdater(object):
+    """``trainer.allreduce_grads()``, the chapter's clipping, ``trainer.update(batch_size)``."""
+
+    def __init__(self, model, ctxs, lr, kv=None):
+        self.params = trainable(model)
+        self.ctxs = ctxs
+        self.trainer = gluon.Trainer(model.collect_params(), make_optimizer(lr), kvstore=kv,
+                                     update_on_kvstore=False if kv is not None else None)
+
+    @property
+    def learning_rate(self):
+        return self.trainer.learning_rate
+
+    def set_learning_rate(self, lr):
+        self.trainer.set_learning_rate(lr)
+
+    def start_workers(self, kv):
+        """Put rank 0's initial weights on the parameter server and in every worker."""
+        # Gluon does this lazily, inside the first all-reduce; private, but stable: mxnet is pinned at 1.9.1
+        self.trainer._init_kvstore()
+        self.trainer._init_params()
+
+    def __call__(self, batch_size, clip_at):
+        self.trainer.allreduce_grads()
+        norm = clip_gradients(self.params, self.ctxs, clip_at)
+        self.trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the chapter's step
+        return norm
+
+
+class FlatUpdater(object):
+    """One weight buffer and one gradient buffer per context; see the module's docstring.
+
+    Replaces each parameter's private ``_data``/``_grad`` arrays with views into
+    the buffers (safe only because mxnet is pinned at 1.9.1; tests guard it).
+    Must run before the model's first backward, or the model must be hybridized
+    again after it: a static_alloc graph keeps writing into the arrays it saw.
+    """
+
+    def __init__(self, model, ctxs, lr, kv=None, sparse_embedding=False):
+        self.ctxs = list(ctxs)
+        self.lr = lr
+        self.kv = kv
+        self.sparse = [model.encoder.weight] if sparse_embedding else []
+        self.dense = [p for p in trainable(model) if all(p is not s for s in self.sparse)]
+        total = sum(int(np.prod(p.shape)) for p in self.dense)
+        self.weights = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
+        self.grads = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
+        offset = 0
+        for p in self.dense:
+            size = int(np.prod(p.shape))
+            for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
+                k = p.list_ctx().index(ctx)
+                weight = weights[offset:offset + size]
+                weight[:] = p._data[k].reshape((-1,))
+                view, grad_view = weight.reshape(p.shape), grads[offset:offset + size].reshape(p.shape)
+                p._data[k], p._grad[k] = view, grad_view
+                autograd.mark_variables([view], [grad_view], grad_reqs="write")
+            offset += size
+        if kv is not None:
+            kv.init(GRAD_KEY, mx.nd.zeros((total,), ctx=self.ctxs[0]))
+
+    @property
+    def size(self):
+        """Floats in each context's dense buffer."""
+        return self.weights[0].shape[0]
+
+    @property
+    def learning_rate(self):
+        return self.lr
+
+    def set_learning_rate(self, lr):
+        self.lr = lr
+
+    def start_workers(self, kv):
+        """Put rank 0's initial weights on the parameter server and in every worker (one key)."""
+        assert not self.sparse, "a sparse embedding is only used with one context and one worker"
+        kv.init(WEIGHT_KEY, self.weights[0])
+        kv.pull(WEIGHT_KEY, out=self.weights)
+
+    def __call__(self, batch_size, clip_at):
+        if self.kv is not None:
+            self.kv.pushpull(GRAD_KEY, self.grads, out=self.grads)  # every context now holds the sum
+        grad = self.grads[0]
+        squared = mx.nd.dot(grad, grad)
+        for p in self.sparse:
+            rows = p.grad(self.ctxs[0]).data.reshape((-1,))
+            squared = squared + mx.nd.dot(rows, rows)
+        norm = math.sqrt(float(squared.asscalar()))  # the one wait of a batch
+        if not math.isfinite(norm):
+            _diverged(norm)
+        rescale = min(clip_at / (norm + 1e-8), 1.0) / batch_size  # clipping and step(batch_size) in one factor
+        for weights, grads in zip(self.weights, self.grads):
+            mx.nd.sgd_update(weights, grads, lr=self.lr, wd=0.0, rescale_grad=rescale, out=weights)
+        for p in self.sparse:
+            weight = p.data(self.ctxs[0])
+            mx.nd.sgd_update(weight, p.grad(self.ctxs[0]), lr=self.lr, wd=0.0, rescale_grad=rescale,
+                             lazy_update=True, out=weight)
+        return norm
+
+
+def make_updater(config, model, ctxs, kv, sparse_embedding=False):
+    """The updater of ``config.engine``."""
+    if config.engine == "imperative":
+        return ChapterUpdater(model, ctxs, config.lr, kv)
+    return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding)
