@@ -48,6 +48,9 @@ def _mxnet():
     except MXNetUnavailable as err:
         found["error"] = str(err)
         return found
+    except Exception as err:  # noqa: BLE001 - the doctor reports what breaks; it never breaks itself
+        found["error"] = "%s: %s" % (type(err).__name__, err)
+        return found
     found["imports"] = True
     found["preloaded"] = {os.path.basename(path): path for path in _preloaded_paths()}
     features = mx.runtime.Features()

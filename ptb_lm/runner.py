@@ -112,10 +112,12 @@ class Setup:
                 progress.close()
 
 
-def setup(config, corpus=None, sparse_embedding=True):
+def setup(config, corpus=None, sparse_embedding=True, flat_update=True):
     """Build the data plan, the model and the updater that ``config`` describes.
 
-    ``sparse_embedding=False`` keeps the fast engine's embedding gradient dense (for measuring it).
+    For measuring the fast engine's levers one by one (scripts/benchmark.py):
+    ``sparse_embedding=False`` keeps its embedding gradient dense, and
+    ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter.
     """
     corpus = corpus or load_corpus(config)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
@@ -123,10 +125,10 @@ def setup(config, corpus=None, sparse_embedding=True):
     kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
     fast = config.engine == "fast"
     # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
-    sparse = fast and sparse_embedding and kv is None and not config.tied
+    sparse = fast and flat_update and sparse_embedding and kv is None and not config.tied
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
     model.initialize_parameters(ctxs)
-    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse)  # before the first backward
+    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update)  # before backward
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     if fast:
         # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.

@@ -177,8 +177,8 @@ class FlatUpdater(object):
         return norm
 
 
-def make_updater(config, model, ctxs, kv, sparse_embedding=False):
-    """The updater of ``config.engine``."""
-    if config.engine == "imperative":
+def make_updater(config, model, ctxs, kv, sparse_embedding=False, flat=True):
+    """The updater of ``config.engine`` (``flat=False``: the chapter's, whatever the engine, for measuring)."""
+    if config.engine == "imperative" or not flat:
         return ChapterUpdater(model, ctxs, config.lr, kv)
     return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding)

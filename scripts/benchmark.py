@@ -1,10 +1,18 @@
 #!/usr/bin/env python
-"""Measure the fast and the imperative engine side by side on real PTB, and print one table.
+"""Measure the engines, and the fast engine's levers one by one, on real PTB; print one table.
 
     python scripts/benchmark.py --max-batches 300 --json bench.json
 
-Each (config, engine) runs in a fresh process (so peak memory is its own) with the
-same data and seed. Training tokens/s is timed after a warm-up, over --max-batches
+The variants (``--variants``), each adding one lever to the one before:
+
+    imperative   the chapter's loop (the reference)
+    hybridized   compiled graphs (static memory), Gluon's Trainer: one update and one norm term per parameter
+    flat         + one weight and one gradient buffer: one dot for the norm, one sgd_update with the clip folded in
+    sparse       + the embedding's gradient row-sparse, updated lazily beside the flat buffer
+    fast         + evaluation in long windows (training as "sparse"): the fast engine as it ships
+
+Each (config, variant) runs in a fresh process (so peak memory is its own) with the
+same data and random seed. Training tokens/s is timed after a warm-up, over --max-batches
 batches; evaluation tokens/s over --eval-batches batches of the validation split.
 GFLOP/s counts the layer shapes (ptb_lm.model.count_flops_per_token; a training
 token costs 3x a forward one); the GEMM peak is a 1024^3 fp32 matrix product
@@ -20,6 +28,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+VARIANTS = {
+    "imperative": dict(engine="imperative", flat=False, sparse=False, window=False),
+    "hybridized": dict(engine="fast", flat=False, sparse=False, window=False),
+    "flat": dict(engine="fast", flat=True, sparse=False, window=False),
+    "sparse": dict(engine="fast", flat=True, sparse=True, window=False),
+    "fast": dict(engine="fast", flat=True, sparse=True, window=True),
+}
 
 CONFIGS = {
     "chapter": dict(preset="chapter"),
@@ -44,36 +60,39 @@ def operator_profile(run, config, batches):
     return "\n".join(lines[:24])
 
 
-def measure(config_name, engine, data, max_batches, eval_batches, warmup, seed, profile, queue):
+def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed, profile, queue):
     from ptb_lm.config import from_preset
     from ptb_lm.data import Corpus
     from ptb_lm.model import count_flops_per_token
     from ptb_lm.runner import seed_everything, setup
-    from ptb_lm.training import evaluate, train_epoch
+    from ptb_lm.training import eval_window, evaluate, train_epoch
 
     import mxnet as mx
 
     values = dict(CONFIGS[config_name])
+    levers = VARIANTS[variant]
+    engine = levers["engine"]
     config = from_preset(values.pop("preset"), engine=engine, seed=seed, data=data, ctx="cpu",
                          progress="none", **values)
     corpus = Corpus(data)
     seed_everything(seed)
-    run = setup(config, corpus)
+    run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"])
     args = (run.model, run.updater, run.loss_fn, run.train_plan)
     train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
     loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))
     rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
     source = run.eval_source("valid")[:rows]
-    evaluate(run.model, source[: 2 * config.num_steps + 1], config.num_steps, run.loss_fn)  # warm-up
+    steps = eval_window(config.num_steps, config.eval_batch) if levers["window"] else config.num_steps
+    evaluate(run.model, source[: 2 * steps + 1], steps, run.loss_fn)  # warm-up
     start = time.time()
-    evaluate(run.model, source, config.num_steps, run.loss_fn, sync_every_batch=engine == "imperative")
+    eval_loss = evaluate(run.model, source, steps, run.loss_fn, sync_every_batch=engine == "imperative")
     eval_seconds = time.time() - start
     eval_tokens = (rows - 1) * source.shape[1]
     flops = count_flops_per_token(config.mode, len(corpus.dictionary), config.embed_dim, config.hidden_dim,
                                   config.num_layers)
     train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
     profile_text = operator_profile(run, config, profile) if profile else None
-    queue.put(dict(config=config_name, engine=engine, profile=profile_text, train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
+    queue.put(dict(config=config_name, variant=variant, eval_loss=eval_loss, profile=profile_text, train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
                    train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
                    train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
@@ -126,12 +145,13 @@ def in_subprocess(*args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/ptb.zip", help="PTB folder or zip")
-    parser.add_argument("--max-batches", type=int, default=300, help="training batches timed per engine")
-    parser.add_argument("--eval-batches", type=int, default=300, help="validation batches timed per engine")
+    parser.add_argument("--max-batches", type=int, default=300, help="training batches timed per variant")
+    parser.add_argument("--eval-batches", type=int, default=300, help="validation batches timed per variant")
     parser.add_argument("--warmup", type=int, default=20, help="batches run before timing")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: %s" % ", ".join(CONFIGS))
-    parser.add_argument("--engines", default="imperative,fast", help="comma-separated engines to measure")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, from: %s" % ", ".join(VARIANTS))
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set an environment variable in the measuring processes (MXNet knobs), repeatable")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
@@ -143,34 +163,33 @@ def main(argv=None):
         os.environ[name] = value  # inherited by the spawned measuring processes
     peak = gemm_peak()
     rows = []
-    engines = args.engines.split(",")
+    variants = args.variants.split(",")
     for name in args.configs.split(","):
-        for engine in engines:
-            rows.append(in_subprocess(name, engine, args.data, args.max_batches, args.eval_batches, args.warmup,
+        for variant in variants:
+            rows.append(in_subprocess(name, variant, args.data, args.max_batches, args.eval_batches, args.warmup,
                                       args.seed, args.profile))
-    header = ("config", "engine", "train tok/s", "eval tok/s", "train GFLOP/s", "% of GEMM peak", "ms/batch",
-              "peak RSS MB", "train loss")
+    header = ("config", "variant", "train tok/s", "x imperative", "eval tok/s", "x imperative", "train GFLOP/s",
+              "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
     if args.env:
         print("environment: %s" % " ".join(args.env))
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
-    print(" | ".join(header))
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for r in rows:
         r["gemm_peak_gflops"] = peak
         r["fraction_of_peak"] = r["train_gflops"] / peak
-        print(" | ".join([r["config"], r["engine"], "%.0f" % r["train_tokens_per_sec"],
-                          "%.0f" % r["eval_tokens_per_sec"], "%.1f" % r["train_gflops"],
-                          "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
-                          "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"]]))
+        base = next((b for b in rows if b["config"] == r["config"] and b["variant"] == "imperative"), None)
+        ratio = (lambda key: "%.2f" % (r[key] / base[key])) if base else (lambda key: "-")
+        print("| " + " | ".join([r["config"], r["variant"], "%.0f" % r["train_tokens_per_sec"],
+                                 ratio("train_tokens_per_sec"), "%.0f" % r["eval_tokens_per_sec"],
+                                 ratio("eval_tokens_per_sec"), "%.1f" % r["train_gflops"],
+                                 "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
+                                 "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"], "%.4f" % r["eval_loss"]])
+              + " |")
     for r in rows:
         if r["profile"]:
-            print("\n%s, %s engine, per-operator time over %d batches:\n%s" % (r["config"], r["engine"],
-                                                                            args.profile, r["profile"]))
-    for name in args.configs.split(",") if set(engines) == {"imperative", "fast"} else []:
-        imp, fast = [next(r for r in rows if r["config"] == name and r["engine"] == e) for e in ("imperative", "fast")]
-        print("%s: fast/imperative training %.2fx, evaluation %.2fx, loss difference %.2e relative"
-              % (name, fast["train_tokens_per_sec"] / imp["train_tokens_per_sec"],
-                 fast["eval_tokens_per_sec"] / imp["eval_tokens_per_sec"],
-                 abs(fast["train_loss"] - imp["train_loss"]) / imp["train_loss"]))
+            print("\n%s, %s, per-operator time over %d batches:\n%s" % (r["config"], r["variant"],
+                                                                     args.profile, r["profile"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"gemm_peak_gflops": peak, "rows": rows, "args": vars(args)}, f, indent=2)

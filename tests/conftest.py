@@ -10,12 +10,21 @@ import threading
 
 import pytest
 
-from ptb_lm._compat import import_mxnet
-
-import_mxnet()  # before any test module's own "import mxnet": numpy >= 1.24 needs the np.bool alias first
+import ptb_lm  # noqa: F401 - before any test module's own "import mxnet": it restores numpy's np.bool alias
+from ptb_lm.native import GPU_DISTRIBUTION, installed_mxnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_PTB = os.path.join(ROOT, "..", "shared", "data", "ptb.zip")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The gpu_wheel tests run whenever mxnet-cu112 is the installed mxnet, and only then."""
+    if installed_mxnet()[0] == GPU_DISTRIBUTION:
+        return
+    selected = [item for item in items if "gpu_wheel" not in item.keywords]
+    if len(selected) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if "gpu_wheel" in item.keywords])
+        items[:] = selected
 
 
 def write_tiny_corpus(folder, seed=0, train_lines=120, eval_lines=20):
