@@ -125,6 +125,8 @@ def _run(body):
         return _fail(err, err.exit_code)
     except MXNetUnavailable as err:
         return _fail(err)
+    except KeyboardInterrupt:  # before fit's own handler (importing mxnet, setting up) or outside fit
+        return _fail("interrupted", 130)
 
 
 def train_main(argv=None):

@@ -4,10 +4,13 @@
 small functions so that a notebook can use them one by one.
 """
 
+import contextlib
 import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -187,6 +190,32 @@ class RunOutputs(object):
                            self.config.save_dir, err)
 
 
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Hold a Ctrl-C that comes inside the block and deliver it, once, when the block ends.
+
+    Python raises KeyboardInterrupt in whatever Python code runs when SIGINT comes, including code
+    that C calls back. matplotlib 3.10's Agg renderer reads the clip box through ``Bbox.__array__``
+    while it draws; if that raises, it dereferences a null array and the process dies of SIGSEGV
+    (MXNet's handler prints "Segmentation fault: 11" and exits 255); in other callbacks the interrupt
+    comes out as a ValueError that the best-effort plot swallows, and training goes on. Held over
+    the checkpoint and the plot, a Ctrl-C also ends the run only once ``last`` holds the epoch that
+    the message names. Only the main thread can set a handler; elsewhere nothing is held.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        previous(*held[0])  # Python's default handler raises KeyboardInterrupt here
+
+
 def fit(config, on_event=None, resume=None, corpus=None, quiet=False):
     """Train as ``config`` says and return the run's :class:`~ptb_lm.reporting.History`.
 
@@ -237,7 +266,8 @@ def _fit(config, on_event, resume, corpus):
             if outputs is not None:
                 state = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
                          "events": history.events}
-                outputs.save(run, run.corpus.dictionary, state, improved, history)
+                with ctrl_c_held():
+                    outputs.save(run, run.corpus.dictionary, state, improved, history)
         if run.is_chief:
             test_loss = run.evaluate("test", progress)
             emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),

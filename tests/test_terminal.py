@@ -122,3 +122,27 @@ def test_import_ptb_lm_then_mxnet_works():
     out = subprocess.run([sys.executable, "-c", "import ptb_lm; import mxnet; print(mxnet.nd.ones((2,)).sum().asscalar())"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_held_until_the_checkpoint_is_whole(tiny_corpus, tmp_path, monkeypatch):
+    """A Ctrl-C inside the save (or inside matplotlib's drawing, where it could crash the process) is delivered
+    once the checkpoint and the plot are done, so the message's epoch is the one last/ holds."""
+    import json
+    import signal
+
+    from ptb_lm import checkpoint
+
+    real = checkpoint._check_readable
+
+    def interrupted_read_back(params, model):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of writing epoch 1
+        return real(params, model)
+
+    monkeypatch.setattr(checkpoint, "_check_readable", interrupted_read_back)
+    save = str(tmp_path / "run")
+    config = TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=3, data=tiny_corpus,
+                         ctx="cpu", progress="none", save_dir=save)
+    with pytest.raises(Interrupted) as err:
+        fit(config)
+    assert "holds epoch 1" in str(err.value)
+    assert json.load(open(os.path.join(save, "last", "state.json")))["epoch"] == 1
