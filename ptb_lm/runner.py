@@ -4,7 +4,6 @@
 small functions so that a notebook can use them one by one.
 """
 
-import contextlib
 import logging
 import math
 import os
@@ -100,7 +99,7 @@ class Setup:
             return self.config.num_steps
         return eval_window(self.config.num_steps, self.config.eval_batch)
 
-    def evaluate(self, split, progress=None):
+    def evaluate(self, split, progress=None, check_stop=None):
         """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
         source = self.eval_source(split)
         steps = self.eval_steps
@@ -109,7 +108,8 @@ class Setup:
                            desc={"valid": "validating", "test": "testing"}.get(split, split))
         try:
             return evaluate(self.model, source, steps, self.loss_fn,
-                            sync_every_batch=self.config.engine == "imperative", progress=progress)
+                            sync_every_batch=self.config.engine == "imperative", progress=progress,
+                            check_stop=check_stop)
         finally:
             if progress is not None:
                 progress.close()
@@ -190,30 +190,43 @@ class RunOutputs(object):
                            self.config.save_dir, err)
 
 
-@contextlib.contextmanager
-def ctrl_c_held():
-    """Hold a Ctrl-C that comes inside the block and deliver it, once, when the block ends.
+class CtrlC(object):
+    """While a run lasts, Ctrl-C asks the run to stop at the next safe point instead of raising anywhere.
 
-    Python raises KeyboardInterrupt in whatever Python code runs when SIGINT comes, including code
-    that C calls back. matplotlib 3.10's Agg renderer reads the clip box through ``Bbox.__array__``
-    while it draws; if that raises, it dereferences a null array and the process dies of SIGSEGV
-    (MXNet's handler prints "Segmentation fault: 11" and exits 255); in other callbacks the interrupt
-    comes out as a ValueError that the best-effort plot swallows, and training goes on. Held over
-    the checkpoint and the plot, a Ctrl-C also ends the run only once ``last`` holds the epoch that
-    the message names. Only the main thread can set a handler; elsewhere nothing is held.
+    Python raises KeyboardInterrupt in whatever Python code runs when SIGINT
+    comes: inside an ``NDArray.__del__`` it is printed and ignored (the Ctrl-C is
+    lost), and inside a callback of matplotlib's Agg renderer it made the process
+    die of SIGSEGV. So the handler only notes the request; the training and
+    evaluation loops call :meth:`check` between batches, and the run checks after
+    each checkpoint and plot, where stopping loses nothing. A second Ctrl-C
+    interrupts at once. Only the main thread can set a handler; elsewhere (and
+    where someone else set one) Python's own behaviour is left as it is.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous) or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held:
-        previous(*held[0])  # Python's default handler raises KeyboardInterrupt here
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self):
+        """Raise KeyboardInterrupt if Ctrl-C was pressed since the run began."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def fit(config, on_event=None, resume=None, corpus=None, quiet=False):
@@ -226,11 +239,11 @@ def fit(config, on_event=None, resume=None, corpus=None, quiet=False):
     In a notebook the chapter's log lines are shown as on the command line,
     unless ``quiet`` or logging is configured already.
     """
-    with console_logging(quiet):
-        return _fit(config, on_event, resume, corpus)
+    with console_logging(quiet), CtrlC() as ctrl_c:
+        return _fit(config, on_event, resume, corpus, ctrl_c)
 
 
-def _fit(config, on_event, resume, corpus):
+def _fit(config, on_event, resume, corpus, ctrl_c):
     point = open_resume(resume) if resume is not None else None
     if point is not None:
         config = point.continue_config(config)
@@ -258,7 +271,7 @@ def _fit(config, on_event, resume, corpus):
         if run.is_chief:
             _log_header(run)
         for epoch in range(start_epoch, config.epochs + 1):
-            val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress)
+            val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress, ctrl_c.check)
             improved = val_loss < best_val
             if not improved and config.lr_decay is not None:
                 plateau *= config.lr_decay
@@ -266,10 +279,10 @@ def _fit(config, on_event, resume, corpus):
             if outputs is not None:
                 state = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
                          "events": history.events}
-                with ctrl_c_held():
-                    outputs.save(run, run.corpus.dictionary, state, improved, history)
+                outputs.save(run, run.corpus.dictionary, state, improved, history)
+            ctrl_c.check()  # a Ctrl-C during the save or the plot ends the run here, with the epoch saved
         if run.is_chief:
-            test_loss = run.evaluate("test", progress)
+            test_loss = run.evaluate("test", progress, ctrl_c.check)
             emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
                   "eval_batch_size": config.eval_batch})
             _log_outputs(config)
@@ -306,7 +319,7 @@ def _log_header(run):
                 config.epochs, "" if config.epochs == 1 else "s", config.engine)
 
 
-def run_epoch(run, epoch, lr, emit, progress):
+def run_epoch(run, epoch, lr, emit, progress, check_stop=None):
     """Train one epoch at rate ``lr``, evaluate on valid, emit the events; return the validation loss.
 
     A NaN or infinite validation loss is divergence: it raises before anything of the epoch is saved.
@@ -324,11 +337,12 @@ def run_epoch(run, epoch, lr, emit, progress):
     total = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
     progress.start(epoch, total)
     train_loss, tokens, train_seconds = train_epoch(
-        run.model, run.updater, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers)
+        run.model, run.updater, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers,
+        check_stop)
     progress.close()
     val_loss = 0.0
     if run.is_chief:
-        val_loss = run.evaluate("valid", progress)
+        val_loss = run.evaluate("valid", progress, check_stop)
     if run.sum_across_workers is not None:
         # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
         val_loss = run.sum_across_workers(val_loss, 0)[0]

@@ -101,10 +101,12 @@ class LossMeter(object):
         return float(loss_sum), tokens
 
 
-def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None):
+def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None,
+                check_stop=None):
     """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
 
-    ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches.
+    ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches;
+    ``check_stop()`` before every batch (it raises to stop the run, on Ctrl-C).
     ``config.batch_size`` is the global batch: ``plan`` may hold only this
     worker's share of its streams, and ``sum_across_workers(loss_sum, tokens)``
     then turns this worker's sums into everyone's, so that every worker reports
@@ -131,6 +133,8 @@ def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=
     for ibatch, shards in enumerate(plan.batches):
         if config.max_batches is not None and ibatch >= config.max_batches:
             break
+        if check_stop is not None:
+            check_stop()
         hidden = [detach(h) for h in hidden]
         losses = []
         with autograd.record():
@@ -159,7 +163,7 @@ def eval_window(num_steps, batch_size, tokens=EVAL_WINDOW_TOKENS):
     return max(num_steps, tokens // batch_size)
 
 
-def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None):
+def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None, check_stop=None):
     """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
     ``data_source`` is ``(num_rows, batch_size)`` on one context; the state starts
@@ -181,6 +185,8 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     count = 0
     showing = progress is not None and progress.active
     for ibatch, i in enumerate(batch_starts(data_source.shape[0], num_steps)):
+        if check_stop is not None:
+            check_stop()
         data, target = get_batch(data_source, i, num_steps)
         output, hidden = model(data, hidden)
         batch_sum = loss_fn(output, target).sum()

@@ -146,3 +146,23 @@ def test_ctrl_c_during_a_checkpoint_write_is_held_until_the_checkpoint_is_whole(
         fit(config)
     assert "holds epoch 1" in str(err.value)
     assert json.load(open(os.path.join(save, "last", "state.json")))["epoch"] == 1
+
+
+def test_ctrl_c_is_never_lost_the_run_stops_at_the_next_batch(tiny_corpus, tmp_path):
+    """Ctrl-C only sets a flag that the loops check between batches: wherever the SIGINT lands (even in an
+    NDArray's __del__, where a raised KeyboardInterrupt would be printed and ignored), the run stops."""
+    import signal
+
+    seen = []
+
+    def interrupt_once(event):
+        seen.append(event)
+        if event["event"] == "batch" and len([e for e in seen if e["event"] == "batch"]) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    config = TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=50, eval_period=2,
+                         data=tiny_corpus, ctx="cpu", progress="none", save_dir=str(tmp_path / "run"))
+    with pytest.raises(Interrupted):
+        fit(config, on_event=interrupt_once)
+    assert [e["event"] for e in seen] == ["batch"]  # stopped before the next report, in epoch 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
