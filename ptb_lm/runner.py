@@ -27,7 +27,7 @@ from .model import build_model
 from .parallel import create_kvstore, shards_of_rank, start_workers
 from .reporting import History, JsonlWriter, Progress, console_logging, log_event, perplexity
 from .resume import open_resume
-from .training import BatchPlan, eval_window, evaluate, train_epoch
+from .training import BatchPlan, evaluate, train_epoch
 from .updater import make_updater
 
 mx = import_mxnet()
@@ -92,17 +92,10 @@ class Setup:
                                                     dtype="int32")
         return self._eval_sources[split]
 
-    @property
-    def eval_steps(self):
-        """Time steps per evaluation call: num_steps, as the chapter; far more under the fast engine."""
-        if self.config.engine == "imperative":
-            return self.config.num_steps
-        return eval_window(self.config.num_steps, self.config.eval_batch)
-
     def evaluate(self, split, progress=None, check_stop=None):
         """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
         source = self.eval_source(split)
-        steps = self.eval_steps
+        steps = self.config.num_steps
         if progress is not None:
             progress.start(0, len(batch_starts(source.shape[0], steps)),
                            desc={"valid": "validating", "test": "testing"}.get(split, split))

@@ -4,8 +4,7 @@ Two engines run the same math (:data:`~ptb_lm.config.ENGINES`):
 
 * ``fast``: the model and the loss are hybridized (one compiled graph each, static
   memory); the loss is summed on the device and read once per report; the update
-  is :class:`~ptb_lm.updater.FlatUpdater`'s few large operations; evaluation runs
-  in windows many times longer than ``num_steps``.
+  is :class:`~ptb_lm.updater.FlatUpdater`'s few large operations.
 * ``imperative``: the chapter's loop: the Block runs op by op, every batch waits for
   the finiteness check inside ``clip_global_norm`` and for ``asscalar()``
   (:class:`~ptb_lm.updater.ChapterUpdater`).
@@ -29,8 +28,8 @@ from mxnet import autograd, gluon  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-# Tokens per evaluation call of the fast engine: long windows make the decoder's product big enough for
-# oneDNN to run near its peak, while the logits of a window stay small (1024 x 10000 floats = 41 MB).
+# Tokens per evaluation call in long windows. Measured (scripts/benchmark.py, variant "windows"): slower
+# than num_steps-long calls on this CPU and 80 MB bigger at 1024, so no engine uses them by default.
 EVAL_WINDOW_TOKENS = 1024
 
 
@@ -172,9 +171,9 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     changes the result (each column starts from a zero state), so report it.
 
     Nothing is truncated in evaluation, so ``num_steps`` only sets how the split
-    is cut in time, not the loss: the fast engine passes a window many times
-    longer (:func:`eval_window`), for bigger products and far fewer calls; the
-    result is the same to float32 rounding (a test checks it). With an active
+    is cut in time, not the loss: a window many times longer (:func:`eval_window`)
+    gives the same result to float32 rounding (a test checks it), with bigger
+    products and far fewer calls, though measured no faster here. With an active
     ``progress`` bar the host waits every 20 calls, so the bar shows work done
     rather than work queued.
     """

@@ -252,7 +252,7 @@ def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tiny_corpus, t
     save = str(tmp_path / "run")
     fit(tiny_config(tiny_corpus, save_dir=save))
     before = os.readlink(os.path.join(save, "last"))
-    monkeypatch.setattr(runner.Setup, "evaluate", lambda self, split, progress=None: float("nan"))
+    monkeypatch.setattr(runner.Setup, "evaluate", lambda self, split, progress=None, check_stop=None: float("nan"))
     with pytest.raises(TrainingDiverged) as err:
         fit(tiny_config(tiny_corpus, epochs=2), resume=save)
     assert "validation loss" in str(err.value)
