@@ -106,9 +106,9 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
             os.rename(final, tempfile.mkdtemp(prefix=".stale-", dir=save_dir))
         os.rename(staging, final)
         staging = None
-        _point(save_dir, "last", name)
-        if best:
+        if best:  # best first: if switching last then fails, best already holds the epoch state.json calls best
             _point(save_dir, "best", name)
+        _point(save_dir, "last", name)
     except (OSError, mx.base.MXNetError) as err:
         kept = _describe_last(save_dir)
         raise WriteFailed("cannot write the checkpoint of epoch %d in %s (%s); %s. Free space or fix the "
@@ -117,7 +117,10 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    _remove_unreferenced(save_dir)
+    try:
+        _remove_unreferenced(save_dir)
+    except OSError as err:  # the checkpoint is whole and linked; an old folder left behind loses nothing
+        logger.warning("could not remove old checkpoints from %s (%s)", save_dir, _reason(err))
     return os.path.join(save_dir, name)
 
 
@@ -162,10 +165,11 @@ def _point(save_dir, link, target):
 
 
 def _remove_unreferenced(save_dir):
-    keep = {_link_target(save_dir, link) for link in LINKS}
+    keep = {os.path.realpath(os.path.join(save_dir, link)) for link in LINKS if _link_target(save_dir, link)}
     for entry in os.listdir(save_dir):
         path = os.path.join(save_dir, entry)
-        stale = entry.startswith((".stale-", ".writing-")) or (entry.startswith("epoch-") and entry not in keep)
+        stale = entry.startswith((".stale-", ".writing-")) or (entry.startswith("epoch-") and
+                                                                os.path.realpath(path) not in keep)
         if stale and os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -206,8 +210,8 @@ class SaveDirLock(object):
         handle.seek(0)
         previous = handle.read().strip()
         if previous:
-            logger.warning("taking over the lock of %s, left by %s, which is no longer running",
-                           self.save_dir, previous)
+            logger.warning("taking over the lock of %s, left by %s: no process holds it now (that run is no "
+                           "longer running)", self.save_dir, previous)
         try:
             handle.seek(0)
             handle.truncate()
@@ -222,12 +226,13 @@ class SaveDirLock(object):
 
     def release(self):
         if self._file is not None:
+            handle, self._file = self._file, None
             try:
-                self._file.truncate(0)  # an empty lock file is a free one: nobody to report as stale
+                handle.truncate(0)  # an empty lock file is a free one: nobody to report as stale
             except OSError:
                 pass
-            self._file.close()  # closing drops the flock
-            self._file = None
+            finally:
+                handle.close()  # closing drops the flock
 
     def __enter__(self):
         return self.acquire()
@@ -264,8 +269,10 @@ class Checkpoint(object):
         self.folder = checkpoint_folder(path)
         self.real_folder = os.path.realpath(self.folder)
         self.save_dir = os.path.dirname(self.real_folder)
-        self.params_path = os.path.join(self.folder, "model.params")
-        missing = [f for f in FILES if not os.path.isfile(os.path.join(self.folder, f))]
+        # Everything is read from the folder the link pointed to when we looked, so that a run switching its
+        # links meanwhile cannot mix two epochs.
+        self.params_path = os.path.join(self.real_folder, "model.params")
+        missing = [f for f in FILES if not os.path.isfile(os.path.join(self.real_folder, f))]
         if missing:
             raise CheckpointError("%s is incomplete: it lacks %s. Use another checkpoint of the run (its best/ "
                                   "or last/)" % (self.folder, ", ".join(missing)))
@@ -275,9 +282,12 @@ class Checkpoint(object):
         except (ConfigError, TypeError) as err:
             raise CheckpointError("%s/config.json is not a ptb_lm config (%s)" % (self.folder, err)) from None
         try:
-            self.dictionary = Dictionary.load(os.path.join(self.folder, "vocab.txt"))
+            self.dictionary = Dictionary.load(os.path.join(self.real_folder, "vocab.txt"))
         except (OSError, UnicodeDecodeError) as err:
             raise CheckpointError("cannot read %s/vocab.txt (%s)" % (self.folder, err)) from None
+        if not isinstance(self.state, dict):
+            raise CheckpointError("%s/state.json is damaged (not a JSON object): use another checkpoint of the run"
+                                  % self.folder)
         for key in ("epoch", "best_val_loss", "plateau_factor", "events", "rng"):
             if key not in self.state:
                 raise CheckpointError("%s/state.json lacks %r: it was not written by this version of ptb_lm"
@@ -286,13 +296,13 @@ class Checkpoint(object):
         self.verify()
 
     def _read_json(self, name):
-        path = os.path.join(self.folder, name)
+        path = os.path.join(self.real_folder, name)
         try:
             with open(path, encoding="utf-8") as f:
                 return json.load(f)
         except (OSError, ValueError) as err:
             raise CheckpointError("%s is damaged (%s): use another checkpoint of the run (its best/ or last/)"
-                                  % (path, err)) from None
+                                  % (os.path.join(self.folder, name), err)) from None
 
     def verify(self):
         """Raise CheckpointError unless model.params has the sha256 recorded in state.json."""
@@ -300,11 +310,14 @@ class Checkpoint(object):
         if expected is None:
             raise CheckpointError("%s/state.json records no sha256 of model.params, so it cannot be verified: "
                                   "it was written by an older ptb_lm" % self.folder)
-        found = sha256_of(self.params_path)
+        try:
+            found = sha256_of(self.params_path)
+        except OSError as err:
+            raise CheckpointError("cannot read %s (%s)" % (self.params_path, _reason(err))) from None
         if found != expected:
             raise CheckpointError("%s is damaged: its sha256 is %s, not the %s recorded when it was written. "
                                   "Use another checkpoint of the run (its best/ or last/)"
-                                  % (self.params_path, found[:12], expected[:12]))
+                                  % (os.path.join(self.folder, "model.params"), found[:12], expected[:12]))
 
     def load_parameters(self, model, ctx):
         """Load the verified weights into ``model`` on ``ctx`` (a context or a list)."""
@@ -312,7 +325,7 @@ class Checkpoint(object):
             model.load_parameters(self.params_path, ctx=ctx)
         except (mx.base.MXNetError, AssertionError, OSError) as err:
             raise CheckpointError("%s does not fit its config.json (%s)"
-                                  % (self.params_path, _reason(err))) from None
+                                  % (os.path.join(self.folder, "model.params"), _reason(err))) from None
 
     def build_model(self, ctx):
         """The model of this checkpoint, with its weights, on ``ctx``."""
@@ -348,20 +361,26 @@ def newest_epoch(save_dir):
 
 
 def copy_checkpoint(point, save_dir, best):
-    """Start a new save dir from ``point``: copy its folder in and point ``last`` (and ``best``) at it."""
-    name = os.path.basename(point.real_folder)
-    staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
+    """Start a new save dir from ``point``: copy its folder in as epoch-NNNN, point ``last`` (and ``best``) at it."""
+    name = "epoch-%04d" % point.epoch
+    staging = None
     try:
+        staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
         for entry in FILES:
-            shutil.copy2(os.path.join(point.folder, entry), os.path.join(staging, entry))
+            shutil.copy2(os.path.join(point.real_folder, entry), os.path.join(staging, entry))
+        if sha256_of(os.path.join(staging, "model.params")) != point.state.get("model_params_sha256"):
+            raise OSError("the copy of model.params differs from the verified original")
         os.chmod(staging, 0o755)
         os.rename(staging, os.path.join(save_dir, name))
+        staging = None
+        if best:
+            _point(save_dir, "best", name)
+        _point(save_dir, "last", name)
     except OSError as err:
-        shutil.rmtree(staging, ignore_errors=True)
         raise SaveDirError("cannot copy %s into --save-dir %s (%s)" % (point.folder, save_dir, _reason(err))) from None
-    _point(save_dir, "last", name)
-    if best:
-        _point(save_dir, "best", name)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["Checkpoint", "SaveDirLock", "check_optimizer_is_stateless", "checkpoint_folder", "copy_checkpoint",

@@ -196,6 +196,8 @@ def generate_main(argv=None):
             raise ConfigError("--words must be at least 1, got %d" % args.words)
         if not args.temperature > 0:
             raise ConfigError("--temperature must be above 0, got %g" % args.temperature)
+        if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+            raise ConfigError("--seed must be a whole number from 0 to 2**32 - 1, got %d" % args.seed)
         ctx = resolve_contexts(args.ctx, purpose="generating")[0]
         model, vocab, _ = load(args.checkpoint, ctx=ctx)
         unknown = [w for w in args.prompt.split() if w not in vocab.word_to_idx]

@@ -88,6 +88,8 @@ class TrainConfig:
         for name in ("max_batches", "eval_batch_size", "lr_decay_after"):
             if getattr(self, name) is not None:
                 _at_least_one(name, getattr(self, name), allow_zero=name == "lr_decay_after")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32):
+            raise ConfigError("seed must be a whole number from 0 to 2**32 - 1, got %r" % (self.seed,))
         if not self.lr >= 0:
             raise ConfigError("lr must be 0 or more, got %r" % self.lr)
         if not self.clipping_norm > 0:

@@ -61,7 +61,7 @@ def _gpu_unusable_reason(index):
     if index >= count:
         return "no GPU %d is visible (this mxnet sees %d)" % (index, count)
     device = gpu_description(index)
-    if device is not None and not device["supported"]:
+    if device is not None and device["supported"] is False:
         from .native import supported_range
 
         return ("GPU %d (%s) has compute capability %s, and mxnet-cu112 1.9.1 runs on %s only (the last MXNet "

@@ -7,6 +7,7 @@ header, so it works even where mxnet cannot be imported.
 
 import os
 import platform
+import struct
 import sys
 
 from . import native
@@ -25,7 +26,11 @@ def diagnose(data_dir=DEFAULT_DATA_DIR):
         report["numpy"] = {"version": None, "error": str(err)}
     report["mxnet"] = _mxnet()
     library = native.mxnet_library_path()
-    report["native_libraries"] = native.resolve_needed(library) if library else {}
+    try:
+        report["native_libraries"] = native.resolve_needed(library) if library else {}
+    except (OSError, ValueError, StopIteration, struct.error) as err:  # a truncated or damaged libmxnet.so
+        report["native_libraries"] = {}
+        report["native_libraries_error"] = "cannot read %s: %s" % (library, err)
     report["preloaded_from_wheels"] = report["mxnet"].pop("preloaded", {})
     driver = native.cuda_driver()
     report["driver"] = {"version": driver["driver_version"], "error": driver["error"]}
@@ -81,7 +86,10 @@ def _data(data_dir):
         return {"path": os.path.abspath(folder), "checksum": "unpacked files (the zip's sha1 was checked when "
                                                              "it was unpacked)"}
     if os.path.isfile(zip_path):
-        found = sha1_of(zip_path)
+        try:
+            found = sha1_of(zip_path)
+        except OSError as err:
+            return {"path": os.path.abspath(zip_path), "checksum": "unreadable: %s" % err}
         return {"path": os.path.abspath(zip_path), "checksum": "ok" if found == PTB_SHA1 else
                 "MISMATCH: sha1 %s, not PTB's %s" % (found, PTB_SHA1)}
     return {"path": None, "checksum": None,
@@ -101,6 +109,8 @@ def format_report(report):
                                               "imports" if mx["imports"] else "does NOT import: %s" % mx["error"]))
     if mx["features"]:
         lines.append("features  " + ", ".join("%s %s" % (k, "on" if v else "off") for k, v in mx["features"].items()))
+    if report.get("native_libraries_error"):
+        lines.append("libraries %s" % report["native_libraries_error"])
     lines.append("libraries libmxnet.so needs:")
     for soname, path in report["native_libraries"].items():
         note = path or ("NOT FOUND: the NVIDIA driver provides it" if soname == native.DRIVER else "NOT FOUND")

@@ -36,11 +36,18 @@ SERVE = "from ptb_lm._compat import import_mxnet; import_mxnet()"  # importing m
 def free_port(host="127.0.0.1"):
     """A TCP port that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+        try:
+            s.bind((host, 0))
+        except OSError as err:  # socket.gaierror too: a --host-ip this machine does not have
+            raise LaunchError("cannot listen on --host-ip %s (%s): give one of this machine's addresses"
+                              % (host, err)) from None
         return s.getsockname()[1]
 
 
 def check_port_free(port, host="127.0.0.1"):
+    if not 1 <= port <= 65535:
+        raise LaunchError("--port must be from 1 to 65535, got %d" % port)
+    free_port(host)  # says so if the address itself is wrong
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
@@ -148,6 +155,8 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     """
     if num_workers < 1:
         raise LaunchError("--local / the number of workers must be at least 1")
+    if num_servers is not None and num_servers < 1:
+        raise LaunchError("--servers must be at least 1, got %d" % num_servers)
     num_servers = num_servers or 1
     if port is None:
         port = free_port(host_ip if not hosts else "0.0.0.0")

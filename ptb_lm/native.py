@@ -237,13 +237,14 @@ def cuda_driver(library=DRIVER):
     for index in range(count.value):
         device, major, minor = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
         name = ctypes.create_string_buffer(256)
-        cuda.cuDeviceGet(ctypes.byref(device), index)
-        cuda.cuDeviceGetName(name, 256, device)
-        cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
-        cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)  # ..._MINOR
-        report["devices"].append({"index": index, "name": name.value.decode(errors="replace"),
-                                  "capability": "%d.%d" % (major.value, minor.value),
-                                  "supported": capability_supported(major.value, minor.value)})
+        codes = [cuda.cuDeviceGet(ctypes.byref(device), index),
+                 cuda.cuDeviceGetName(name, 256, device),
+                 cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device),  # ..._COMPUTE_CAPABILITY_MAJOR
+                 cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)]  # ..._COMPUTE_CAPABILITY_MINOR
+        known = not any(codes)
+        report["devices"].append({"index": index, "name": name.value.decode(errors="replace") or "GPU %d" % index,
+                                  "capability": "%d.%d" % (major.value, minor.value) if known else "unknown",
+                                  "supported": capability_supported(major.value, minor.value) if known else None})
     return report
 
 

@@ -92,6 +92,10 @@ class ResumePoint(object):
         if os.path.lexists(os.path.join(target, "last")):
             raise CheckpointError("--save-dir %s already holds a run: to branch from %s, give a new folder"
                                   % (target, point.folder))
+        if config.log_json is not None and config.log_json == point.config.log_json:
+            logger.warning("the branch does not write into %s, the log of the run it branches from: give "
+                           "--log-json to log it", config.log_json)
+            config = config.replace(log_json=None)
         return config
 
     def start(self, config):

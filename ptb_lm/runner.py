@@ -22,7 +22,7 @@ from .config import check_fits_data
 from .context import resolve_contexts
 from .data import Corpus, batch_starts, batchify
 from .download import locate_ptb
-from .errors import Interrupted, TrainingDiverged
+from .errors import Interrupted, SaveDirError, TrainingDiverged
 from .model import build_model
 from .parallel import create_kvstore, shards_of_rank, start_workers
 from .reporting import History, JsonlWriter, Progress, console_logging, log_event, perplexity
@@ -152,9 +152,16 @@ class RunOutputs(object):
         self._plot_failed = False
 
     def open(self):
+        """Lock the save dir and open the log; a new run never replaces an earlier run's checkpoints or log."""
         if self.lock is not None:
             self.lock.acquire()
+            if not self.resuming and os.path.lexists(os.path.join(self.config.save_dir, "last")):
+                raise SaveDirError("--save-dir %s already holds a run: continue it with --resume %s, or give a new "
+                                   "--save-dir (nothing was changed)" % (self.config.save_dir, self.config.save_dir))
         if self.config.log_json:
+            if not self.resuming and os.path.isfile(self.config.log_json) and os.path.getsize(self.config.log_json):
+                raise SaveDirError("--log-json %s already holds a run's events: give another file (a resumed run "
+                                   "appends to its own)" % self.config.log_json)
             self.log = JsonlWriter(self.config.log_json, append=self.resuming)
         return self
 
@@ -210,6 +217,7 @@ class CtrlC(object):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        logger.warning("stopping at the next batch (press Ctrl-C again to stop at once)")
 
     def check(self):
         """Raise KeyboardInterrupt if Ctrl-C was pressed since the run began."""
@@ -249,6 +257,8 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
     try:
         if outputs is not None:
             outputs.open()
+            if point is not None:
+                point.continue_config(config)  # again, under the lock: the save dir cannot have moved on since
             listeners += [log_event] + ([outputs.log] if outputs.log else []) + ([on_event] if on_event else [])
         start_epoch, best_val, plateau = 1, math.inf, 1.0
         if point is not None:
@@ -352,6 +362,10 @@ def run_epoch(run, epoch, lr, emit, progress, check_stop=None):
 
 def _interrupted_message(config, history):
     done = history.of("epoch")
+    if done and done[-1]["epoch"] >= config.epochs:
+        where = " (%s/last holds it)" % config.save_dir if config.save_dir else ""
+        return ("interrupted after the last epoch, during the test: training is complete%s; measure the test "
+                "perplexity with ptb-lm-evaluate%s" % (where, " " + config.save_dir if config.save_dir else ""))
     if config.save_dir and done:
         return ("interrupted: %s/last holds epoch %d, the last one completed; the batches since are not "
                 "saved. Continue with: --resume %s" % (config.save_dir, done[-1]["epoch"], config.save_dir))

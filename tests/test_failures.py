@@ -299,3 +299,34 @@ def test_a_host_name_beginning_with_a_dash_never_reaches_ssh(tmp_path):
     hosts.write_text("good-host\n-oProxyCommand=touch /tmp/owned\n")
     out = run_cli([os.path.join(ROOT, "scripts", "launch.py"), "--hosts", str(hosts), "--", "--epochs", "1"])
     one_line_error(out, 2, "line 2", "not a host name")
+
+
+def test_a_new_run_never_replaces_an_earlier_runs_checkpoints_or_log(saved, tiny_corpus, tmp_path):
+    save = copy_of(saved, tmp_path)
+    before = sorted(os.listdir(save))
+    out = run_cli(["--data", tiny_corpus, "--save-dir", save] + TINY)
+    one_line_error(out, 2, save, "already holds a run", "--resume")
+    assert sorted(os.listdir(save)) == before
+    log = tmp_path / "run.jsonl"
+    log.write_text('{"event": "epoch"}\n')
+    out = run_cli(["--data", tiny_corpus, "--log-json", str(log)] + TINY)
+    one_line_error(out, 2, str(log), "already holds")
+    assert log.read_text() == '{"event": "epoch"}\n'
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], ["seed must be"]),
+    (["--seed", str(2 ** 32)], ["seed must be"]),
+])
+def test_a_seed_out_of_range_is_one_line(tiny_corpus, args, words):
+    one_line_error(run_cli(["--data", tiny_corpus] + TINY + args), 2, *words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--local", "2", "--port", "70000"], ["--port must be"]),
+    (["--local", "2", "--host-ip", "no-such-host.invalid"], ["--host-ip", "no-such-host.invalid"]),
+    (["--local", "2", "--servers", "0"], ["--servers must be"]),
+])
+def test_bad_launcher_flags_are_one_line(args, words):
+    out = run_cli([os.path.join(ROOT, "scripts", "launch.py")] + args + ["--", "--epochs", "1"])
+    one_line_error(out, 2, *words)
