@@ -215,6 +215,11 @@ def plot_main(argv=None):
     parser = argparse.ArgumentParser(prog="ptb-lm-plot", description=plot_main.__doc__)
     parser.add_argument("log_json", help="the file written by ptb-lm-train --log-json")
     parser.add_argument("--out", help="the PNG to write (default: the log's name with .png)")
+    parser.add_argument("--reference", action="append", default=[], metavar="EPOCH=PPL",
+                        help="a validation perplexity printed elsewhere, drawn as a point; repeatable "
+                             "(e.g. the chapter's: --reference 14=178.52 --reference 26=173.24)")
+    parser.add_argument("--reference-label", default="the chapter", help="the legend of those points "
+                                                                         "(default: the chapter)")
     args = parser.parse_args(argv)
 
     def body():
@@ -230,8 +235,15 @@ def plot_main(argv=None):
         except (OSError, ValueError, KeyError) as err:
             raise DataError("cannot read %s: %s" % (args.log_json, err)) from None
         out = args.out or os.path.splitext(args.log_json)[0] + ".png"
+        reference = {}
+        for item in args.reference:
+            epoch, _, ppl = item.partition("=")
+            try:
+                reference[int(epoch)] = float(ppl)
+            except ValueError:
+                raise DataError("--reference %r: give EPOCH=PERPLEXITY, e.g. 14=178.52" % item) from None
         try:
-            plot_history(events, out)
+            plot_history(events, out, reference=reference, reference_label=args.reference_label)
         except OSError as err:
             raise DataError("cannot write %s: %s" % (out, err.strerror or err)) from None
         logging.getLogger("ptb_lm").info("wrote %s", out)

@@ -9,8 +9,11 @@ from .errors import DataError  # noqa: E402
 from .reporting import perplexity  # noqa: E402
 
 
-def plot_history(events, path, title=None):
-    """Write ``path``: the epoch events' train and validation perplexity, and the test one if present."""
+def plot_history(events, path, title=None, reference=None, reference_label="reference"):
+    """Write ``path``: the epoch events' train and validation perplexity, and the test one if present.
+
+    ``reference`` maps epochs to validation perplexities printed elsewhere (e.g. the chapter's), drawn as points.
+    """
     epochs = [e for e in events if e["event"] == "epoch"]
     if not epochs:
         raise DataError("no epoch events to plot: the log holds no finished epoch")
@@ -18,6 +21,10 @@ def plot_history(events, path, title=None):
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     ax.plot(x, [perplexity(e["train_loss"]) for e in epochs], marker="o", label="train")
     ax.plot(x, [e["val_ppl"] for e in epochs], marker="o", label="validation")
+    if reference:
+        epochs_ref = sorted(reference)
+        ax.plot(epochs_ref, [reference[e] for e in epochs_ref], linestyle="none", marker="*", markersize=12,
+                color="black", label="%s (validation)" % reference_label)
     tests = [e for e in events if e["event"] == "test"]
     if tests:
         ax.axhline(tests[-1]["test_ppl"], color="grey", linestyle="--",

@@ -86,3 +86,13 @@ def test_plot_script_writes_a_png_from_the_log(tiny_run, tmp_path):
     empty.write_text(json.dumps({"event": "batch", "epoch": 1, "batch": 1, "loss": 1.0, "ppl": 2.7}) + "\n")
     bad = run_cli([os.path.join(SCRIPTS, "plot.py"), str(empty)])
     assert bad.returncode == 2 and "no epoch events" in bad.stderr
+
+
+def test_plot_draws_reference_points_and_refuses_malformed_ones(tiny_run, tmp_path):
+    _, log, _ = tiny_run
+    out = str(tmp_path / "ref.png")
+    good = run_cli([os.path.join(SCRIPTS, "plot.py"), log, "--out", out, "--reference", "1=30.5", "--reference", "2=25"])
+    assert good.returncode == 0, good.stderr
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    bad = run_cli([os.path.join(SCRIPTS, "plot.py"), log, "--out", out, "--reference", "fourteen"])
+    assert bad.returncode == 2 and "EPOCH=PERPLEXITY" in bad.stderr and "Traceback" not in bad.stderr
