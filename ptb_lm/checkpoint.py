@@ -234,12 +234,6 @@ class SaveDirLock(object):
             finally:
                 handle.close()  # closing drops the flock
 
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
 
 def prepare_save_dir(save_dir):
     """Create ``save_dir`` if needed; raise SaveDirError, naming it, if it cannot be used."""

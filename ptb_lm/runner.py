@@ -171,11 +171,11 @@ class RunOutputs(object):
         if self.lock is not None:
             self.lock.release()
 
-    def save(self, run, dictionary, state, improved, history):
+    def save(self, run, state, improved, history):
         """Write the epoch's checkpoint, then redraw the curves (best-effort: a plot never ends a run)."""
         if self.lock is None:
             return
-        save_checkpoint(self.config.save_dir, run.model, self.config, dictionary, state, best=improved)
+        save_checkpoint(self.config.save_dir, run.model, self.config, run.corpus.dictionary, state, best=improved)
         if self._plot_failed:
             return
         try:
@@ -282,7 +282,7 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
             if outputs is not None:
                 state = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
                          "events": history.events}
-                outputs.save(run, run.corpus.dictionary, state, improved, history)
+                outputs.save(run, state, improved, history)
             ctrl_c.check()  # a Ctrl-C during the save or the plot ends the run here, with the epoch saved
         if run.is_chief:
             test_loss = run.evaluate("test", progress, ctrl_c.check)

@@ -28,10 +28,6 @@ from mxnet import autograd, gluon  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-# Tokens per evaluation call in long windows. Measured (scripts/benchmark.py, variant "windows"): slower
-# than num_steps-long calls on this CPU and 80 MB bigger at 1024, so no engine uses them by default.
-EVAL_WINDOW_TOKENS = 1024
-
 
 def detach(state):
     """Cut the autograd graph behind ``state`` (an array, or a list/tuple of them).
@@ -157,11 +153,6 @@ def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=
     return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start
 
 
-def eval_window(num_steps, batch_size, tokens=EVAL_WINDOW_TOKENS):
-    """Time steps per evaluation call for the fast engine: about ``tokens`` tokens, at least ``num_steps``."""
-    return max(num_steps, tokens // batch_size)
-
-
 def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None, check_stop=None):
     """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
@@ -171,9 +162,10 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     changes the result (each column starts from a zero state), so report it.
 
     Nothing is truncated in evaluation, so ``num_steps`` only sets how the split
-    is cut in time, not the loss: a window many times longer (:func:`eval_window`)
-    gives the same result to float32 rounding (a test checks it), with bigger
-    products and far fewer calls, though measured no faster here. With an active
+    is cut in time, not the loss: a window many times longer gives the same
+    result to float32 rounding (a test checks it), with bigger products and far
+    fewer calls, though measured no faster here (scripts/benchmark.py, variant
+    "windows"), so both engines evaluate at ``num_steps``. With an active
     ``progress`` bar the host waits every 20 calls, so the bar shows work done
     rather than work queued.
     """

@@ -86,10 +86,6 @@ class ChapterUpdater(object):
         self.trainer = gluon.Trainer(model.collect_params(), make_optimizer(lr), kvstore=kv,
                                      update_on_kvstore=False if kv is not None else None)
 
-    @property
-    def learning_rate(self):
-        return self.trainer.learning_rate
-
     def set_learning_rate(self, lr):
         self.trainer.set_learning_rate(lr)
 
@@ -120,12 +116,12 @@ class FlatUpdater(object):
         self.lr = lr
         self.kv = kv
         self.sparse = [model.encoder.weight] if sparse_embedding else []
-        self.dense = [p for p in trainable(model) if all(p is not s for s in self.sparse)]
-        total = sum(int(np.prod(p.shape)) for p in self.dense)
+        dense = [p for p in trainable(model) if all(p is not s for s in self.sparse)]
+        total = sum(int(np.prod(p.shape)) for p in dense)
         self.weights = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
         self.grads = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
         offset = 0
-        for p in self.dense:
+        for p in dense:
             size = int(np.prod(p.shape))
             for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
                 k = p.list_ctx().index(ctx)
@@ -137,15 +133,6 @@ class FlatUpdater(object):
             offset += size
         if kv is not None:
             kv.init(GRAD_KEY, mx.nd.zeros((total,), ctx=self.ctxs[0]))
-
-    @property
-    def size(self):
-        """Floats in each context's dense buffer."""
-        return self.weights[0].shape[0]
-
-    @property
-    def learning_rate(self):
-        return self.lr
 
     def set_learning_rate(self, lr):
         self.lr = lr

@@ -72,7 +72,7 @@ def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed,
     from ptb_lm.data import Corpus
     from ptb_lm.model import count_flops_per_token
     from ptb_lm.runner import seed_everything, setup
-    from ptb_lm.training import eval_window, evaluate, train_epoch
+    from ptb_lm.training import evaluate, train_epoch
 
     import mxnet as mx
 
@@ -89,7 +89,8 @@ def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed,
     loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))
     rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
     source = run.eval_source("valid")[:rows]
-    steps = eval_window(config.num_steps, config.eval_batch, window_tokens) if levers["window"] else config.num_steps
+    # the "windows" lever: about window_tokens tokens per call instead of num_steps time steps
+    steps = max(config.num_steps, window_tokens // config.eval_batch) if levers["window"] else config.num_steps
     evaluate(run.model, source[: 2 * steps + 1], steps, run.loss_fn)  # warm-up
     start = time.time()
     eval_loss = evaluate(run.model, source, steps, run.loss_fn, sync_every_batch=engine == "imperative")
