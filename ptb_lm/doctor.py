@@ -11,7 +11,7 @@ import struct
 import sys
 
 from . import native
-from .download import DEFAULT_DATA_DIR, PTB_SHA1, SPLITS, sha1_of
+from .download import DEFAULT_DATA_DIR, PTB_SHA1, find_ptb, sha1_of
 
 
 def diagnose(data_dir=DEFAULT_DATA_DIR):
@@ -80,12 +80,12 @@ def _auto_context(report):
 
 
 def _data(data_dir):
-    folder = os.path.join(data_dir, "ptb")
-    zip_path = os.path.join(data_dir, "ptb.zip")
-    if all(os.path.isfile(os.path.join(folder, "ptb.%s.txt" % s)) for s in SPLITS):
-        return {"path": os.path.abspath(folder), "checksum": "unpacked files (the zip's sha1 was checked when "
-                                                             "it was unpacked)"}
-    if os.path.isfile(zip_path):
+    path, kind = find_ptb(data_dir)  # where training would look, without downloading
+    if kind == "folder":
+        return {"path": os.path.abspath(path), "checksum": "unpacked files (the zip's sha1 was checked when "
+                                                           "it was unpacked)"}
+    if kind == "zip":
+        zip_path = path
         try:
             found = sha1_of(zip_path)
         except OSError as err:

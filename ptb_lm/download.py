@@ -148,6 +148,18 @@ def unpack_ptb(zip_path, folder):
     return folder
 
 
+def find_ptb(data_dir=DEFAULT_DATA_DIR):
+    """``(path, kind)`` of PTB already in ``data_dir``: ``kind`` is "folder" (data/ptb/ with its three
+    files) or "zip" (data/ptb.zip, not yet checked); ``(None, None)`` where neither is there."""
+    folder = os.path.join(data_dir, "ptb")
+    if _has_splits(folder):
+        return folder, "folder"
+    zip_path = os.path.join(data_dir, "ptb.zip")
+    if os.path.isfile(zip_path):
+        return zip_path, "zip"
+    return None, None
+
+
 def locate_ptb(data=None, data_dir=DEFAULT_DATA_DIR, url=PTB_URL, sha1=PTB_SHA1):
     """Return a path that :class:`~ptb_lm.data.Corpus` can read, downloading PTB if needed.
 
@@ -155,11 +167,12 @@ def locate_ptb(data=None, data_dir=DEFAULT_DATA_DIR, url=PTB_URL, sha1=PTB_SHA1)
     """
     if data is not None:
         return os.fspath(data)  # Corpus says what is wrong with it, if anything
+    found_path, kind = find_ptb(data_dir)
+    if kind == "folder":
+        return found_path
     folder = os.path.join(data_dir, "ptb")
-    if _has_splits(folder):
-        return folder
     zip_path = os.path.join(data_dir, "ptb.zip")
-    if os.path.isfile(zip_path):
+    if kind == "zip":
         found = sha1_of(zip_path)
         if found != sha1:
             raise ChecksumMismatch(
