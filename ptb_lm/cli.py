@@ -190,14 +190,9 @@ def generate_main(argv=None):
     def body():
         from .checkpoint import load
         from .context import resolve_contexts
-        from .generation import generate
+        from .generation import check_sampling, generate
 
-        if args.words < 1:
-            raise ConfigError("--words must be at least 1, got %d" % args.words)
-        if not args.temperature > 0:
-            raise ConfigError("--temperature must be above 0, got %g" % args.temperature)
-        if args.seed is not None and not 0 <= args.seed < 2 ** 32:
-            raise ConfigError("--seed must be a whole number from 0 to 2**32 - 1, got %d" % args.seed)
+        check_sampling(args.words, args.temperature, args.seed)  # before loading anything
         ctx = resolve_contexts(args.ctx, purpose="generating")[0]
         model, vocab, _ = load(args.checkpoint, ctx=ctx)
         unknown = [w for w in args.prompt.split() if w not in vocab.word_to_idx]

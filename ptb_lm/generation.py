@@ -76,16 +76,23 @@ def evaluate_checkpoint(path, split="test", text=None, batch_size=None, num_step
             "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": point.folder}
 
 
+def check_sampling(num_words, temperature, seed=None):
+    """Raise ConfigError, naming the setting, unless :func:`generate` can sample with these."""
+    if num_words < 1:
+        raise ConfigError("--words must be at least 1, got %d" % num_words)
+    if not temperature > 0:
+        raise ConfigError("--temperature must be above 0, got %g" % temperature)
+    if seed is not None and not 0 <= seed < 2 ** 32:
+        raise ConfigError("--seed must be a whole number from 0 to 2**32 - 1, got %d" % seed)
+
+
 def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None):
     """Sample ``num_words`` words after ``prompt`` (words outside the vocabulary read as ``<unk>``).
 
     Each next word is drawn from softmax(logits / temperature): below 1 sharper,
     above 1 flatter. Returns the list of sampled words.
     """
-    if not temperature > 0:
-        raise ConfigError("--temperature must be above 0, got %r" % temperature)
-    if num_words < 1:
-        raise ConfigError("--words must be at least 1, got %r" % num_words)
+    check_sampling(num_words, temperature, seed)
     ctx = ctx or mx.cpu()
     rng = np.random.RandomState(seed)
     words = prompt.split() or [EOS]
