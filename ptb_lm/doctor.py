@@ -31,7 +31,7 @@ def diagnose(data_dir=DEFAULT_DATA_DIR):
     except (OSError, ValueError, StopIteration, struct.error) as err:  # a truncated or damaged libmxnet.so
         report["native_libraries"] = {}
         report["native_libraries_error"] = "cannot read %s: %s" % (library, err)
-    report["preloaded_from_wheels"] = report["mxnet"].pop("preloaded", {})
+    report["preloaded_from_wheels"] = native.preloaded()
     driver = native.cuda_driver()
     report["driver"] = {"version": driver["driver_version"], "error": driver["error"]}
     report["gpus"] = driver["devices"]
@@ -57,15 +57,10 @@ def _mxnet():
         found["error"] = "%s: %s" % (type(err).__name__, err)
         return found
     found["imports"] = True
-    found["preloaded"] = {os.path.basename(path): path for path in _preloaded_paths()}
     features = mx.runtime.Features()
     found["features"] = {key: features.is_enabled(key)
                          for key in ("CUDA", "CUDNN", "NCCL", "MKLDNN", "DIST_KVSTORE") if key in features}
     return found
-
-
-def _preloaded_paths():
-    return [getattr(handle, "_name", None) for handle in native._loaded if getattr(handle, "_name", None)]
 
 
 def _auto_context(report):

@@ -57,7 +57,7 @@ CUDA_LIBRARIES = [
     ("cudnn", "libcudnn.so.8"),
 ]
 
-_loaded = []  # handles kept alive for the life of the process
+_loaded = {}  # soname -> (path, handle): what this process preloaded; the handles stay alive with it
 
 
 def installed_mxnet():
@@ -116,9 +116,14 @@ def preload_cuda_libraries(roots=None, loader=None):
     for package, soname in CUDA_LIBRARIES:
         path = os.path.join(dirs.get(package, ""), soname)
         if package in dirs and os.path.isfile(path):
-            _loaded.append(loader(path))
+            _loaded[soname] = (path, loader(path))
             loaded[soname] = path
     return loaded
+
+
+def preloaded():
+    """``{soname: path}`` of the libraries :func:`preload_cuda_libraries` loaded in this process."""
+    return {soname: path for soname, (path, _) in _loaded.items()}
 
 
 # --- reading an ELF library's needs -------------------------------------------------------------
