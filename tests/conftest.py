@@ -110,6 +110,20 @@ def served(tmp_path):
         server.server_close()
 
 
+def one_line_error(result, code, *words, alone=False):
+    """Assert that ``result`` failed with ``code`` and one ``ptb-lm: error:`` line, the last on stderr, holding
+    ``words``, and no traceback; ``alone``: nothing else on stderr. Returns the line."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [l for l in result.stderr.splitlines() if l.startswith("ptb-lm: error:")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
+    if alone:
+        assert len([l for l in result.stderr.splitlines() if l.strip()]) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
 def run_cli(args, cwd=None, env=None, timeout=600):
     """Run scripts/train.py (or another script) in a fresh interpreter; return the CompletedProcess."""
     script = args[0] if args and args[0].endswith(".py") else os.path.join(ROOT, "scripts", "train.py")

@@ -5,19 +5,14 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT, run_cli, write_tiny_corpus
+from conftest import ROOT, one_line_error, run_cli, write_tiny_corpus
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
         "--ctx", "cpu", "--progress", "none"]
 
 
 def assert_one_line_error(result, *words):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for word in words:
-        assert word in lines[0]
+    one_line_error(result, 2, *words, alone=True)
 
 
 def test_help_explains_every_flag():

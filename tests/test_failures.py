@@ -14,7 +14,7 @@ import pytest
 from ptb_lm import fit, load
 from ptb_lm.errors import TrainingDiverged
 
-from conftest import ROOT, run_cli, write_tiny_corpus
+from conftest import ROOT, one_line_error, run_cli, write_tiny_corpus
 from conftest import tiny_config as base_config
 
 
@@ -25,16 +25,6 @@ def tiny_config(corpus, **changes):
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
         "--ctx", "cpu", "--progress", "none"]
 EVALUATE = os.path.join(ROOT, "scripts", "evaluate.py")
-
-
-def one_line_error(result, code, *words):
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    errors = [l for l in result.stderr.splitlines() if l.startswith("ptb-lm: error:")]
-    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
