@@ -191,14 +191,14 @@ class Progress(object):
         self._bar = None
         self._tokens = 0
 
-    def start(self, epoch, total_batches, desc=None):
-        """A bar for ``total_batches`` batches, titled ``epoch N`` or ``desc`` (e.g. "validating")."""
+    def start(self, total_batches, desc):
+        """A bar for ``total_batches`` batches, titled ``desc`` ("epoch 3", "validating")."""
         self.close()
         if not self.enabled:
             return
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total_batches, desc=desc or "epoch %d" % epoch, unit="batch", file=self.stream,
+        self._bar = tqdm(total=total_batches, desc=desc, unit="batch", file=self.stream,
                          leave=False, dynamic_ncols=True, mininterval=self.mininterval)
         self._tokens = 0
 

@@ -97,8 +97,8 @@ class Setup:
         source = self.eval_source(split)
         steps = self.config.num_steps
         if progress is not None:
-            progress.start(0, len(batch_starts(source.shape[0], steps)),
-                           desc={"valid": "validating", "test": "testing"}.get(split, split))
+            progress.start(len(batch_starts(source.shape[0], steps)),
+                           {"valid": "validating", "test": "testing"}.get(split, split))
         try:
             return evaluate(self.model, source, steps, self.loss_fn,
                             sync_every_batch=self.config.engine == "imperative", progress=progress,
@@ -338,7 +338,7 @@ def run_epoch(run, epoch, lr, emit, progress, check_stop=None):
         emit({"event": "batch", "epoch": epoch, "batch": batch, "loss": loss, "ppl": perplexity(loss)})
 
     total = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
-    progress.start(epoch, total)
+    progress.start(total, "epoch %d" % epoch)
     train_loss, tokens, train_seconds = train_epoch(
         run.model, run.updater, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers,
         check_stop)

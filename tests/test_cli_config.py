@@ -62,13 +62,13 @@ def test_progress_is_a_bar_only_in_a_terminal():
 
     plain = io.StringIO()
     progress = Progress("auto", stream=plain)
-    progress.start(1, 10)
+    progress.start(10, "epoch 1")
     progress.update(5)
     progress.close()
     assert not progress.enabled and plain.getvalue() == ""
     term = Terminal()
     progress = Progress("auto", stream=term, mininterval=0)
-    progress.start(1, 10)
+    progress.start(10, "epoch 1")
     for _ in range(10):
         progress.update(5)
     progress.report(4.5)
