@@ -23,6 +23,7 @@ from .context import resolve_contexts
 from .data import Corpus, batch_starts, batchify
 from .download import locate_ptb
 from .errors import Interrupted, SaveDirError, TrainingDiverged
+from .loss import TrainingLoss
 from .model import build_model
 from .parallel import create_kvstore, shards_of_rank, start_workers
 from .reporting import History, JsonlWriter, Progress, console_logging, log_event, perplexity
@@ -72,7 +73,8 @@ class Setup:
     ctxs: list
     model: object
     updater: object
-    loss_fn: object
+    loss_fn: object  # training's
+    eval_loss_fn: object  # the chapter's SoftmaxCrossEntropyLoss (evaluation has no backward to fuse)
     train_plan: BatchPlan
     rank: int = 0
     num_workers: int = 1
@@ -100,7 +102,7 @@ class Setup:
             progress.start(len(batch_starts(source.shape[0], steps)),
                            {"valid": "validating", "test": "testing"}.get(split, split))
         try:
-            return evaluate(self.model, source, steps, self.loss_fn,
+            return evaluate(self.model, source, steps, self.eval_loss_fn,
                             sync_every_batch=self.config.engine == "imperative", progress=progress,
                             check_stop=check_stop)
         finally:
@@ -108,12 +110,14 @@ class Setup:
                 progress.close()
 
 
-def setup(config, corpus=None, sparse_embedding=True, flat_update=True):
+def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_loss=True):
     """Build the data plan, the model and the updater that ``config`` describes.
 
     For measuring the fast engine's levers one by one (scripts/benchmark.py):
-    ``sparse_embedding=False`` keeps its embedding gradient dense, and
-    ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter.
+    ``sparse_embedding=False`` keeps its embedding gradient dense,
+    ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter, and
+    ``softmax_loss=False`` trains with the chapter's loss instead of
+    :class:`~ptb_lm.loss.TrainingLoss` (the same function, with a faster backward).
     """
     corpus = corpus or load_corpus(config)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
@@ -125,15 +129,16 @@ def setup(config, corpus=None, sparse_embedding=True, flat_update=True):
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
     model.initialize_parameters(ctxs)
     updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update)  # before backward
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_fn = TrainingLoss() if fast and softmax_loss else eval_loss_fn
     if fast:
         # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
-        model.hybridize(static_alloc=True, static_shape=True)
-        loss_fn.hybridize(static_alloc=True, static_shape=True)
+        for block in (model, loss_fn, eval_loss_fn):
+            block.hybridize(static_alloc=True, static_shape=True)
     shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
     reducer = start_workers(updater, kv, ctxs[0]) if num_workers > 1 else None
-    return Setup(config, corpus, ctxs, model, updater, loss_fn, plan, rank, num_workers, reducer)
+    return Setup(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer)
 
 
 

@@ -8,7 +8,9 @@ The variants (``--variants``), each adding one lever to the one before:
     imperative   the chapter's loop (the reference)
     hybridized   compiled graphs (static memory), Gluon's Trainer: one update and one norm term per parameter
     flat         + one weight and one gradient buffer: one dot for the norm, one sgd_update with the clip folded in
-    fast         + the embedding's gradient row-sparse, updated lazily beside the flat buffer: the fast engine
+    sparse       + the embedding's gradient row-sparse, updated lazily beside the flat buffer
+    fast         + the loss through softmax, whose backward oneDNN runs, instead of log_softmax
+                 (ptb_lm.loss): the fast engine
     windows      + evaluation in windows of --eval-window-tokens tokens instead of num_steps (training as
                  "fast"); measured slower and bigger here, so the fast engine does not use it
 
@@ -33,11 +35,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = {
-    "imperative": dict(engine="imperative", flat=False, sparse=False, window=False),
-    "hybridized": dict(engine="fast", flat=False, sparse=False, window=False),
-    "flat": dict(engine="fast", flat=True, sparse=False, window=False),
-    "fast": dict(engine="fast", flat=True, sparse=True, window=False),
-    "windows": dict(engine="fast", flat=True, sparse=True, window=True),
+    "imperative": dict(engine="imperative", flat=False, sparse=False, softmax=False, window=False),
+    "hybridized": dict(engine="fast", flat=False, sparse=False, softmax=False, window=False),
+    "flat": dict(engine="fast", flat=True, sparse=False, softmax=False, window=False),
+    "sparse": dict(engine="fast", flat=True, sparse=True, softmax=False, window=False),
+    "fast": dict(engine="fast", flat=True, sparse=True, softmax=True, window=False),
+    "windows": dict(engine="fast", flat=True, sparse=True, softmax=True, window=True),
 }
 
 CONFIGS = {
@@ -83,7 +86,8 @@ def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed,
                          progress="none", **values)
     corpus = Corpus(data)
     seed_everything(seed)
-    run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"])
+    run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"],
+                softmax_loss=levers["softmax"])
     args = (run.model, run.updater, run.loss_fn, run.train_plan)
     train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
     loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))
@@ -91,9 +95,9 @@ def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed,
     source = run.eval_source("valid")[:rows]
     # the "windows" lever: about window_tokens tokens per call instead of num_steps time steps
     steps = max(config.num_steps, window_tokens // config.eval_batch) if levers["window"] else config.num_steps
-    evaluate(run.model, source[: 2 * steps + 1], steps, run.loss_fn)  # warm-up
+    evaluate(run.model, source[: 2 * steps + 1], steps, run.eval_loss_fn)  # warm-up
     start = time.time()
-    eval_loss = evaluate(run.model, source, steps, run.loss_fn, sync_every_batch=engine == "imperative")
+    eval_loss = evaluate(run.model, source, steps, run.eval_loss_fn, sync_every_batch=engine == "imperative")
     eval_seconds = time.time() - start
     eval_tokens = (rows - 1) * source.shape[1]
     flops = count_flops_per_token(config.mode, len(corpus.dictionary), config.embed_dim, config.hidden_dim,

@@ -41,7 +41,9 @@ def test_training_does_the_chapter_math(tiny_corpus, mode, engine):
     # As in the chapter, the first report (batch 1) covers batches 0 and 1; then one batch each.
     theirs_per_token = [(theirs[0] + theirs[1]) / 40] + [l / 20 for l in theirs[2:]]
     assert len(ours) == len(theirs_per_token) == 24
-    np.testing.assert_allclose(ours, theirs_per_token, rtol=1e-5)
+    # The imperative engine is the chapter's loop: its losses match to float32 noise. The fast engine sums
+    # and takes the loss's gradient in other orders (one flat norm, softmax's backward): the README's 1e-4.
+    np.testing.assert_allclose(ours, theirs_per_token, rtol=1e-5 if engine == "imperative" else 1e-4)
 
 
 @pytest.mark.ptb

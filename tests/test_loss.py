@@ -1,0 +1,70 @@
+"""The fast engine's training loss against the chapter's (gluon.loss.SoftmaxCrossEntropyLoss), the oracle."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from ptb_lm.loss import SAFE_NATS, SoftmaxPickLoss, TrainingLoss
+
+
+def loss_and_grad(loss_fn, logits, labels):
+    """Per-token losses and the gradient of their sum with respect to the logits."""
+    logits = logits.copy()
+    logits.attach_grad()
+    with autograd.record():
+        losses = loss_fn(logits, labels)
+    losses.backward()
+    return losses.asnumpy(), logits.grad.asnumpy()
+
+
+def chapter_loss():
+    return gluon.loss.SoftmaxCrossEntropyLoss()
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 8.0])  # ordinary logits, and confident ones (losses up to ~50 nats)
+def test_the_training_loss_is_the_chapters_loss_in_value_and_gradient(hybridize, scale):
+    rng = np.random.RandomState(0)
+    logits = mx.nd.array(rng.randn(64, 500) * scale)
+    labels = mx.nd.array(rng.randint(0, 500, size=64), dtype="int32")
+    ours = TrainingLoss()
+    theirs = chapter_loss()
+    if hybridize:
+        ours.hybridize(static_alloc=True, static_shape=True)
+        theirs.hybridize(static_alloc=True, static_shape=True)
+    value, grad = loss_and_grad(ours, logits, labels)
+    expected_value, expected_grad = loss_and_grad(theirs, logits, labels)
+    assert expected_value.max() < SAFE_NATS and ours.fallbacks == 0  # the fast path did it
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_with_a_token_past_the_safe_range_takes_the_chapters_loss():
+    """Past ~87 nats softmax(z)[y] underflows and the softmax path gives inf; the batch is redone exactly."""
+    rng = np.random.RandomState(1)
+    logits = rng.randn(8, 50).astype(np.float32)
+    labels = rng.randint(0, 50, size=8)
+    wrong = (labels[3] + 1) % 50
+    logits[3, wrong] = 200.0  # token 3's loss is about 200 nats
+    logits, labels = mx.nd.array(logits), mx.nd.array(labels, dtype="int32")
+    fast_value, _ = loss_and_grad(SoftmaxPickLoss(), logits, labels)
+    assert not np.isfinite(fast_value[3])  # why the fallback exists
+    ours = TrainingLoss()
+    value, grad = loss_and_grad(ours, logits, labels)
+    expected_value, expected_grad = loss_and_grad(chapter_loss(), logits, labels)
+    assert ours.fallbacks == 1
+    assert expected_value[3] > SAFE_NATS
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
+
+
+def test_a_nan_logit_takes_the_chapters_loss_so_divergence_looks_the_same():
+    logits = mx.nd.zeros((4, 10))
+    logits[2, 3] = float("nan")
+    labels = mx.nd.array([0, 1, 2, 3], dtype="int32")
+    ours = TrainingLoss()
+    value, grad = loss_and_grad(ours, logits, labels)
+    expected_value, expected_grad = loss_and_grad(chapter_loss(), logits, labels)
+    assert ours.fallbacks == 1
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(grad, expected_grad)
