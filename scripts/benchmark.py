@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure the engines, and the fast engine's levers one by one, on real PTB; print one table.
 
-    python scripts/benchmark.py --max-batches 300 --json bench.json
+    python scripts/benchmark.py --max-batches 200 --eval-batches 200 --rounds 3 --json bench.json
 
 The variants (``--variants``), each adding one lever to the one before:
 
@@ -15,7 +15,9 @@ The variants (``--variants``), each adding one lever to the one before:
                  "fast"); measured slower and bigger here, so the fast engine does not use it
 
 Each (config, variant) runs in a fresh process (so peak memory is its own) with the
-same data and random seed. Training tokens/s is timed after a warm-up, over --max-batches
+same data and random seed; with --rounds N every variant runs N times, round by round,
+and each ratio is taken within a round, so that a drift of the machine's speed hits
+numerator and denominator alike. Training tokens/s is timed after a warm-up, over --max-batches
 batches; evaluation tokens/s over --eval-batches batches of the validation split.
 GFLOP/s counts the layer shapes (ptb_lm.model.count_flops_per_token; a training
 token costs 3x a forward one); the GEMM peak is a 1024^3 fp32 matrix product
@@ -154,6 +156,38 @@ def in_subprocess(*args):
     return result
 
 
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2.0
+
+
+def summarise(runs, baseline, peak):
+    """One table row from a (config, variant)'s runs: medians, and its ratios to the imperative
+    engine taken round by round (``baseline``: the imperative runs, empty if it was not measured)."""
+    row = {key: runs[0][key] for key in ("config", "variant", "batches", "train_loss", "eval_loss")}
+    for key in ("train_tokens_per_sec", "eval_tokens_per_sec", "train_gflops", "eval_gflops", "ms_per_batch"):
+        row[key] = median([r[key] for r in runs])
+    row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    row["gemm_peak_gflops"] = peak
+    row["fraction_of_peak"] = row["train_gflops"] / peak
+    by_round = {b["round"]: b for b in baseline}
+    for phase in ("train", "eval"):
+        key = phase + "_tokens_per_sec"
+        ratios = [r[key] / by_round[r["round"]][key] for r in runs if r["round"] in by_round]
+        row[phase + "_ratios"] = ratios
+    return row
+
+
+def ratio_text(row, phase):
+    ratios = row[phase + "_ratios"]
+    if not ratios:
+        return "-"
+    if len(ratios) == 1:
+        return "%.2f" % ratios[0]
+    return "%.2f [%.2f-%.2f]" % (median(ratios), min(ratios), max(ratios))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/ptb.zip", help="PTB folder or zip")
@@ -170,43 +204,49 @@ def main(argv=None):
                         help="also print MXNet's per-operator times over N more batches of each run")
     parser.add_argument("--eval-window-tokens", type=int, default=1024,
                         help="tokens per evaluation call of the 'windows' variant")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, round by round, and print medians "
+                             "(this machine's speed drifts by tens of percent between identical runs)")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args(argv)
     for item in args.env:
         name, _, value = item.partition("=")
         os.environ[name] = value  # inherited by the spawned measuring processes
     peak = gemm_peak()
-    rows = []
-    variants = args.variants.split(",")
-    for name in args.configs.split(","):
-        for variant in variants:
-            rows.append(in_subprocess(name, variant, args.data, args.max_batches, args.eval_batches, args.warmup,
-                                      args.seed, args.profile, args.eval_window_tokens))
+    configs, variants = args.configs.split(","), args.variants.split(",")
+    runs = []  # round by round, so that a drift of the machine's speed hits every variant alike
+    for round_number in range(args.rounds):
+        for name in configs:
+            for variant in variants:
+                result = in_subprocess(name, variant, args.data, args.max_batches, args.eval_batches, args.warmup,
+                                       args.seed, args.profile if round_number == 0 else 0, args.eval_window_tokens)
+                runs.append(dict(result, round=round_number))
+    rows = [summarise([r for r in runs if r["config"] == name and r["variant"] == variant],
+                      [r for r in runs if r["config"] == name and r["variant"] == "imperative"], peak)
+            for name in configs for variant in variants]
     header = ("config", "variant", "train tok/s", "x imperative", "eval tok/s", "x imperative", "train GFLOP/s",
               "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
     if args.env:
         print("environment: %s" % " ".join(args.env))
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
+    if args.rounds > 1:
+        print("%d rounds: medians; each ratio is the median of the rounds' own ratios [min-max]" % args.rounds)
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        r["gemm_peak_gflops"] = peak
-        r["fraction_of_peak"] = r["train_gflops"] / peak
-        base = next((b for b in rows if b["config"] == r["config"] and b["variant"] == "imperative"), None)
-        ratio = (lambda key: "%.2f" % (r[key] / base[key])) if base else (lambda key: "-")
         print("| " + " | ".join([r["config"], r["variant"], "%.0f" % r["train_tokens_per_sec"],
-                                 ratio("train_tokens_per_sec"), "%.0f" % r["eval_tokens_per_sec"],
-                                 ratio("eval_tokens_per_sec"), "%.1f" % r["train_gflops"],
-                                 "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
-                                 "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"], "%.4f" % r["eval_loss"]])
+                                 ratio_text(r, "train"), "%.0f" % r["eval_tokens_per_sec"], ratio_text(r, "eval"),
+                                 "%.1f" % r["train_gflops"], "%.0f%%" % (100 * r["fraction_of_peak"]),
+                                 "%.1f" % r["ms_per_batch"], "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"],
+                                 "%.4f" % r["eval_loss"]])
               + " |")
-    for r in rows:
+    for r in runs:
         if r["profile"]:
             print("\n%s, %s, per-operator time over %d batches:\n%s" % (r["config"], r["variant"],
                                                                      args.profile, r["profile"]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"gemm_peak_gflops": peak, "rows": rows, "args": vars(args)}, f, indent=2)
+            json.dump({"gemm_peak_gflops": peak, "rows": rows, "runs": runs, "args": vars(args)}, f, indent=2)
     return 0
 
 
