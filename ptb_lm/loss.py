@@ -19,6 +19,9 @@ loss is past about 87 nats. :class:`TrainingLoss` looks at every batch's losses
 before backward, and a batch with a token past :data:`SAFE_NATS` is computed
 again from the same logits with the chapter's loss (same dropout, same state:
 only the last step is redone). So the math is the chapter's in every batch.
+
+It is a CPU lever (:func:`training_loss_for`): waiting for each forward pass would
+serialise several GPUs, and it was measured on CPUs only.
 """
 
 import logging
@@ -74,3 +77,10 @@ class TrainingLoss(object):
         self.fallbacks += 1
         logger.debug("a token's loss reached %s nats: this batch takes the chapter's loss", largest)
         return self.exact(logits, label)
+
+
+def training_loss_for(ctxs, chapter_loss):
+    """The fast engine's training loss on ``ctxs``: a :class:`TrainingLoss` if they are all CPUs, else ``chapter_loss``."""
+    if all(ctx.device_type == "cpu" for ctx in ctxs):
+        return TrainingLoss()
+    return chapter_loss

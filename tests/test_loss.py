@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from ptb_lm.loss import SAFE_NATS, SoftmaxPickLoss, TrainingLoss
+from ptb_lm.loss import SAFE_NATS, SoftmaxPickLoss, TrainingLoss, training_loss_for
 
 
 def loss_and_grad(loss_fn, logits, labels):
@@ -68,3 +68,22 @@ def test_a_nan_logit_takes_the_chapters_loss_so_divergence_looks_the_same():
     assert ours.fallbacks == 1
     np.testing.assert_array_equal(value, expected_value)
     np.testing.assert_array_equal(grad, expected_grad)
+
+
+def test_the_softmax_loss_is_a_cpu_lever_and_gpus_keep_the_chapters_loss():
+    chapter = chapter_loss()
+    assert isinstance(training_loss_for([mx.cpu(0), mx.cpu(1)], chapter), TrainingLoss)
+    assert training_loss_for([mx.gpu(0)], chapter) is chapter  # a Context object; no GPU is touched
+    assert training_loss_for([mx.cpu(0), mx.gpu(0)], chapter) is chapter
+
+
+def test_the_fast_engine_trains_with_it_and_evaluates_with_the_chapters_loss(tiny_corpus):
+    from ptb_lm import TrainConfig
+    from ptb_lm.runner import setup
+
+    config = TrainConfig(batch_size=4, num_steps=5, embed_dim=8, hidden_dim=8, data=tiny_corpus, ctx="cpu")
+    fast = setup(config)
+    assert isinstance(fast.loss_fn, TrainingLoss)
+    assert isinstance(fast.eval_loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)
+    imperative = setup(config.replace(engine="imperative"))
+    assert isinstance(imperative.loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)
