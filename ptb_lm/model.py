@@ -9,6 +9,8 @@ op by op exactly as the chapter's ``gluon.Block`` did; ``hybridize()`` compiles 
 same graph once (the fast engine).
 """
 
+import warnings
+
 from ._compat import import_mxnet
 from .config import MODES
 from .errors import ConfigError
@@ -73,12 +75,49 @@ class RNNModel(gluon.HybridBlock):
             else:
                 self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, weight_initializer=weight_init)
 
-    def hybrid_forward(self, F, inputs, state):
+    def rnn_params_in_kernel_order(self):
+        """The RNN's parameters in the order of MXNet's fused RNN kernel's one parameter vector:
+        every layer's i2h and h2h weights, then every layer's i2h and h2h biases."""
+        params = self.rnn._reg_params  # keyed as the layer's kernel call reads them; mxnet is pinned at 1.9.1
+        return [params["l%d_%s_%s" % (layer, gate, kind)]
+                for kind in ("weight", "bias") for layer in range(self.rnn._num_layers) for gate in ("i2h", "h2h")]
+
+    def use_packed_rnn_params(self, packed):
+        """Feed the RNN kernel ``packed[ctx]`` directly instead of concatenating its parameters every call.
+
+        ``packed[ctx]`` must be one 1-D array holding :meth:`rnn_params_in_kernel_order`'s
+        parameters back to back, each of them a view into it (the fast engine's flat buffer
+        does this), marked for autograd with its gradient. Gluon's RNN layer copies them into
+        such a vector, and its backward copies the gradient out, on every batch. Call before
+        the first forward pass: a hybridized graph keeps the inputs it was built with.
+        """
+        self._packed_rnn_params = dict(packed)
+
+    def forward(self, inputs, state):
+        packed = getattr(self, "_packed_rnn_params", {}).get(inputs.context)
+        if packed is None:
+            return super(RNNModel, self).forward(inputs, state)
+        with warnings.catch_warnings():
+            # the RNN layer's own parameters are not graph inputs on this path: their packed view is
+            warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
+            return super(RNNModel, self).forward(inputs, state, packed)
+
+    def hybrid_forward(self, F, inputs, state, packed_rnn_params=None, **params):
         emb = self.drop(self.encoder(inputs))
-        output, state = self.rnn(emb, state)
+        if packed_rnn_params is None:
+            output, state = self.rnn(emb, state)
+        else:
+            output, state = self._fused_rnn(F, emb, state, packed_rnn_params)
         output = self.drop(output)
         decoded = self.decoder(output.reshape((-1, self.hidden_dim)))
         return decoded, state
+
+    def _fused_rnn(self, F, emb, state, packed):
+        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional)."""
+        layer = self.rnn
+        out = F.RNN(emb, packed, *state, state_size=layer._hidden_size, num_layers=layer._num_layers,
+                    bidirectional=False, p=layer._dropout, state_outputs=True, mode=layer._mode)
+        return out[0], list(out[1:])
 
     def begin_state(self, *args, **kwargs):
         """The RNN's zero state: a list of ``(num_layers, batch_size, hidden_dim)`` arrays."""

@@ -110,14 +110,15 @@ class Setup:
                 progress.close()
 
 
-def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_loss=True):
+def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_loss=True, pack_rnn=True):
     """Build the data plan, the model and the updater that ``config`` describes.
 
     For measuring the fast engine's levers one by one (scripts/benchmark.py):
     ``sparse_embedding=False`` keeps its embedding gradient dense,
     ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter, and
     ``softmax_loss=False`` trains with the chapter's loss instead of
-    :class:`~ptb_lm.loss.TrainingLoss` (the same function, with a faster backward on a CPU).
+    :class:`~ptb_lm.loss.TrainingLoss` (the same function, with a faster backward on a CPU), and
+    ``pack_rnn=False`` lets Gluon's RNN layer concatenate its parameters every batch.
     """
     corpus = corpus or load_corpus(config)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
@@ -128,7 +129,7 @@ def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_
     sparse = fast and flat_update and sparse_embedding and kv is None and not config.tied
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
     model.initialize_parameters(ctxs)
-    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update)  # before backward
+    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update, pack_rnn=pack_rnn)  # before backward
     eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     loss_fn = training_loss_for(ctxs, eval_loss_fn) if fast and softmax_loss else eval_loss_fn
     if fast:

@@ -9,7 +9,7 @@ Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
   buffer, so a batch costs a few large operations instead of several per
   parameter (MXNet's CPU kernels are slow per call and per byte)::
 
-      weights[ctx]  [ embedding | rnn layer 0 ... | decoder weight | decoder bias ]   one NDArray
+      weights[ctx]  [ rnn weights, then biases | embedding | decoder weight | decoder bias ]   one NDArray
       grads[ctx]    [ the same layout ]                                             one NDArray
       norm² = dot(grads[0], grads[0])      one product (plus the sparse embedding's rows)
       sgd_update(weights, grads, lr, rescale_grad = clip_factor / batch_size)       one update
@@ -21,6 +21,11 @@ Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
   for plain SGD without weight decay the rows no batch touched do not move
   either way, so the math is the same and the 1 M-float dense gradient is
   never written.
+
+The RNN's parameters lead the buffer in the order of MXNet's fused RNN kernel, so
+that slice is handed to the model as the kernel's one parameter vector
+(:meth:`~ptb_lm.model.RNNModel.use_packed_rnn_params`): Gluon's RNN layer would
+otherwise concatenate them every forward pass and split the gradient every backward.
 
 Why clip at all: an RNN's gradient can explode over a few steps, and one huge
 step undoes the training so far.
@@ -111,12 +116,15 @@ class FlatUpdater(object):
     again after it: a static_alloc graph keeps writing into the arrays it saw.
     """
 
-    def __init__(self, model, ctxs, lr, kv=None, sparse_embedding=False):
+    def __init__(self, model, ctxs, lr, kv=None, sparse_embedding=False, pack_rnn=True):
         self.ctxs = list(ctxs)
         self.lr = lr
         self.kv = kv
         self.sparse = [model.encoder.weight] if sparse_embedding else []
-        dense = [p for p in trainable(model) if all(p is not s for s in self.sparse)]
+        # The RNN's parameters first, in its fused kernel's order, so that they are one packed vector too.
+        rnn = model.rnn_params_in_kernel_order()
+        dense = rnn + [p for p in trainable(model) if all(p is not q for q in self.sparse + rnn)]
+        self.params = dense  # in buffer order
         total = sum(int(np.prod(p.shape)) for p in dense)
         self.weights = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
         self.grads = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
@@ -131,6 +139,13 @@ class FlatUpdater(object):
                 p._data[k], p._grad[k] = view, grad_view
                 autograd.mark_variables([view], [grad_view], grad_reqs="write")
             offset += size
+        if pack_rnn:
+            rnn_size = sum(int(np.prod(p.shape)) for p in rnn)
+            packed = {}
+            for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
+                packed[ctx] = weights[:rnn_size]
+                autograd.mark_variables([packed[ctx]], [grads[:rnn_size]], grad_reqs="write")
+            model.use_packed_rnn_params(packed)
         if kv is not None:
             kv.init(GRAD_KEY, mx.nd.zeros((total,), ctx=self.ctxs[0]))
 
@@ -164,8 +179,8 @@ class FlatUpdater(object):
         return norm
 
 
-def make_updater(config, model, ctxs, kv, sparse_embedding=False, flat=True):
+def make_updater(config, model, ctxs, kv, sparse_embedding=False, flat=True, pack_rnn=True):
     """The updater of ``config.engine`` (``flat=False``: the chapter's, whatever the engine, for measuring)."""
     if config.engine == "imperative" or not flat:
         return ChapterUpdater(model, ctxs, config.lr, kv)
-    return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding)
+    return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding, pack_rnn=pack_rnn)

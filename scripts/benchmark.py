@@ -9,8 +9,10 @@ The variants (``--variants``), each adding one lever to the one before:
     hybridized   compiled graphs (static memory), Gluon's Trainer: one update and one norm term per parameter
     flat         + one weight and one gradient buffer: one dot for the norm, one sgd_update with the clip folded in
     sparse       + the embedding's gradient row-sparse, updated lazily beside the flat buffer
-    fast         + the loss through softmax, whose backward oneDNN runs, instead of log_softmax
-                 (ptb_lm.loss): the fast engine
+    softmax      + the loss through softmax, whose backward oneDNN runs, instead of log_softmax
+                 (ptb_lm.loss)
+    fast         + the RNN's parameters packed in the flat buffer in its kernel's order, instead of
+                 concatenated by Gluon every batch: the fast engine
     windows      + evaluation in windows of --eval-window-tokens tokens instead of num_steps (training as
                  "fast"); measured slower and bigger here, so the fast engine does not use it
 
@@ -37,12 +39,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = {
-    "imperative": dict(engine="imperative", flat=False, sparse=False, softmax=False, window=False),
-    "hybridized": dict(engine="fast", flat=False, sparse=False, softmax=False, window=False),
-    "flat": dict(engine="fast", flat=True, sparse=False, softmax=False, window=False),
-    "sparse": dict(engine="fast", flat=True, sparse=True, softmax=False, window=False),
-    "fast": dict(engine="fast", flat=True, sparse=True, softmax=True, window=False),
-    "windows": dict(engine="fast", flat=True, sparse=True, softmax=True, window=True),
+    "imperative": dict(engine="imperative", flat=False, sparse=False, softmax=False, packed=False, window=False),
+    "hybridized": dict(engine="fast", flat=False, sparse=False, softmax=False, packed=False, window=False),
+    "flat": dict(engine="fast", flat=True, sparse=False, softmax=False, packed=False, window=False),
+    "sparse": dict(engine="fast", flat=True, sparse=True, softmax=False, packed=False, window=False),
+    "softmax": dict(engine="fast", flat=True, sparse=True, softmax=True, packed=False, window=False),
+    "fast": dict(engine="fast", flat=True, sparse=True, softmax=True, packed=True, window=False),
+    "windows": dict(engine="fast", flat=True, sparse=True, softmax=True, packed=True, window=True),
 }
 
 CONFIGS = {
@@ -89,7 +92,7 @@ def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed,
     corpus = Corpus(data)
     seed_everything(seed)
     run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"],
-                softmax_loss=levers["softmax"])
+                softmax_loss=levers["softmax"], pack_rnn=levers["packed"])
     args = (run.model, run.updater, run.loss_fn, run.train_plan)
     train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
     loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))

@@ -173,6 +173,23 @@ def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at):
             np.testing.assert_allclose(ours[name].data().asnumpy(), param.data().asnumpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_the_packed_rnn_parameters_change_nothing_but_the_copies(tiny_corpus, mode):
+    """Gluon's own RNN layer (it concatenates the parameters every batch) is the oracle for the packed path."""
+    corpus = Corpus(tiny_corpus)
+    config = TrainConfig(mode=mode, seed=4, batch_size=4, num_steps=5, embed_dim=16, hidden_dim=16, dropout=0.2,
+                         max_batches=15, data=tiny_corpus, ctx="cpu", eval_period=1)
+    results = {}
+    for pack in (True, False):
+        seed_everything(4)
+        run = setup(config, corpus, pack_rnn=pack)
+        assert bool(getattr(run.model, "_packed_rnn_params", None)) == pack
+        losses = []
+        train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config, on_report=lambda b, l: losses.append(l))
+        results[pack] = losses + [run.evaluate("valid")]
+    np.testing.assert_allclose(results[True], results[False], rtol=1e-6)
+
+
 def test_parameters_are_views_into_the_flat_buffers(tiny_corpus, tmp_path):
     """FlatUpdater rewires Gluon's private _data/_grad (mxnet is pinned at 1.9.1): guard that it holds."""
     corpus = Corpus(tiny_corpus)
@@ -183,8 +200,11 @@ def test_parameters_are_views_into_the_flat_buffers(tiny_corpus, tmp_path):
     flat.weights[0][:] = 0.25
     assert (weight.data().asnumpy() == 0.25).all()
     backward_on(model, corpus, mx.gluon.loss.SoftmaxCrossEntropyLoss())
-    pieces = np.concatenate([p.grad().asnumpy().reshape(-1) for p in model.collect_params().values()])
+    assert sorted(p.name for p in flat.params) == sorted(model.collect_params().keys())
+    pieces = np.concatenate([p.grad().asnumpy().reshape(-1) for p in flat.params])
     assert np.array_equal(pieces, flat.grads[0].asnumpy()) and np.abs(pieces).sum() > 0
+    # the RNN's gradient arrived through its packed view (the kernel's one parameter vector)
+    assert all(np.abs(p.grad().asnumpy()).sum() > 0 for p in model.rnn_params_in_kernel_order())
     model.save_parameters(str(tmp_path / "m.params"))
     flat.weights[0][:] = 0.0
     model.load_parameters(str(tmp_path / "m.params"))
