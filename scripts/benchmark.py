@@ -19,7 +19,10 @@ The variants (``--variants``), each adding one lever to the one before:
 Each (config, variant) runs in a fresh process (so peak memory is its own) with the
 same data and random seed; with --rounds N every variant runs N times, round by round,
 and each ratio is taken within a round, so that a drift of the machine's speed hits
-numerator and denominator alike. Training tokens/s is timed after a warm-up, over --max-batches
+numerator and denominator alike. With --same-process every variant of a config is set up
+in one process and they are timed in turn, round after round: on a machine whose speed
+differs from one process to the next (this one's did, by tens of percent) that is the
+fairer comparison of levers, and fresh processes the one for peak memory. Training tokens/s is timed after a warm-up, over --max-batches
 batches; evaluation tokens/s over --eval-batches batches of the validation split.
 GFLOP/s counts the layer shapes (ptb_lm.model.count_flops_per_token; a training
 token costs 3x a forward one); the GEMM peak is a 1024^3 fp32 matrix product
@@ -75,44 +78,90 @@ def operator_profile(run, config, batches):
     return "\n".join(lines[:24])
 
 
-def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed, profile, window_tokens, queue):
+def build(config_name, variant, corpus, data, seed):
+    """The config and the set-up run of one (config, variant), seeded alike."""
     from ptb_lm.config import from_preset
-    from ptb_lm.data import Corpus
-    from ptb_lm.model import count_flops_per_token
     from ptb_lm.runner import seed_everything, setup
-    from ptb_lm.training import evaluate, train_epoch
-
-    import mxnet as mx
 
     values = dict(CONFIGS[config_name])
     levers = VARIANTS[variant]
-    engine = levers["engine"]
-    config = from_preset(values.pop("preset"), engine=engine, seed=seed, data=data, ctx="cpu",
+    config = from_preset(values.pop("preset"), engine=levers["engine"], seed=seed, data=data, ctx="cpu",
                          progress="none", **values)
-    corpus = Corpus(data)
     seed_everything(seed)
     run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"],
                 softmax_loss=levers["softmax"], pack_rnn=levers["packed"])
-    args = (run.model, run.updater, run.loss_fn, run.train_plan)
-    train_epoch(*args, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
-    loss, tokens, seconds = train_epoch(*args, config.replace(max_batches=max_batches, eval_period=10 ** 9))
+    return config, run
+
+
+def time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens):
+    """Train ``max_batches`` batches and evaluate ``eval_batches`` validation batches; one result row."""
+    from ptb_lm.model import count_flops_per_token
+    from ptb_lm.training import evaluate, train_epoch
+
+    levers = VARIANTS[variant]
+    loss, tokens, seconds = train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
+                                        config.replace(max_batches=max_batches, eval_period=10 ** 9))
     rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
     source = run.eval_source("valid")[:rows]
     # the "windows" lever: about window_tokens tokens per call instead of num_steps time steps
     steps = max(config.num_steps, window_tokens // config.eval_batch) if levers["window"] else config.num_steps
     evaluate(run.model, source[: 2 * steps + 1], steps, run.eval_loss_fn)  # warm-up
     start = time.time()
-    eval_loss = evaluate(run.model, source, steps, run.eval_loss_fn, sync_every_batch=engine == "imperative")
+    eval_loss = evaluate(run.model, source, steps, run.eval_loss_fn,
+                         sync_every_batch=levers["engine"] == "imperative")
     eval_seconds = time.time() - start
     eval_tokens = (rows - 1) * source.shape[1]
     flops = count_flops_per_token(config.mode, len(corpus.dictionary), config.embed_dim, config.hidden_dim,
                                   config.num_layers)
     train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
-    profile_text = operator_profile(run, config, profile) if profile else None
-    queue.put(dict(config=config_name, variant=variant, eval_loss=eval_loss, profile=profile_text, train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
-                   train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
-                   train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
-                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    return dict(config=config_name, variant=variant, eval_loss=eval_loss, profile=None,
+                train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
+                train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
+                train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                loss_fallbacks=getattr(run.loss_fn, "fallbacks", 0))
+
+
+def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed, profile, window_tokens, queue):
+    """One (config, variant) in this fresh process: its peak memory is its own."""
+    from ptb_lm.data import Corpus
+    from ptb_lm.training import train_epoch
+
+    import mxnet as mx
+
+    corpus = Corpus(data)
+    config, run = build(config_name, variant, corpus, data, seed)
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
+                config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
+    row = time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens)
+    row["profile"] = operator_profile(run, config, profile) if profile else None
+    queue.put(row)
+    mx.nd.waitall()
+
+
+def measure_interleaved(config_name, variants, data, max_batches, eval_batches, warmup, seed, window_tokens,
+                        rounds, queue):
+    """Every variant of one config set up in this one process, timed in turn, round after round.
+
+    A drift of the machine's speed between processes then cannot favour one variant; peak
+    memory is the process's, shared by all of them.
+    """
+    from ptb_lm.data import Corpus
+    from ptb_lm.training import train_epoch
+
+    import mxnet as mx
+
+    corpus = Corpus(data)
+    built = [(variant,) + build(config_name, variant, corpus, data, seed) for variant in variants]
+    for _, config, run in built:
+        train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
+                    config.replace(max_batches=warmup, eval_period=10 ** 9))
+    results = []
+    for round_number in range(rounds):
+        for variant, config, run in built:
+            row = time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens)
+            results.append(dict(row, round=round_number))
+    queue.put(results)
     mx.nd.waitall()
 
 
@@ -142,10 +191,10 @@ def gemm_peak(size=1024, repeat=20):
     return best
 
 
-def in_subprocess(*args):
+def in_subprocess(*args, target=measure):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=measure, args=args + (queue,))
+    proc = ctx.Process(target=target, args=args + (queue,))
     proc.start()
     while True:
         try:
@@ -172,6 +221,7 @@ def summarise(runs, baseline, peak):
     for key in ("train_tokens_per_sec", "eval_tokens_per_sec", "train_gflops", "eval_gflops", "ms_per_batch"):
         row[key] = median([r[key] for r in runs])
     row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    row["loss_fallbacks"] = max(r["loss_fallbacks"] for r in runs)
     row["gemm_peak_gflops"] = peak
     row["fraction_of_peak"] = row["train_gflops"] / peak
     by_round = {b["round"]: b for b in baseline}
@@ -210,6 +260,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every variant this many times, round by round, and print medians "
                              "(this machine's speed drifts by tens of percent between identical runs)")
+    parser.add_argument("--same-process", action="store_true",
+                        help="set every variant of a config up in one process and time them in turn, --rounds "
+                             "times (robust to drift between processes; peak memory is then shared)")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args(argv)
     for item in args.env:
@@ -218,7 +271,11 @@ def main(argv=None):
     peak = gemm_peak()
     configs, variants = args.configs.split(","), args.variants.split(",")
     runs = []  # round by round, so that a drift of the machine's speed hits every variant alike
-    for round_number in range(args.rounds):
+    if args.same_process:
+        for name in configs:
+            runs += in_subprocess(name, variants, args.data, args.max_batches, args.eval_batches, args.warmup,
+                                  args.seed, args.eval_window_tokens, args.rounds, target=measure_interleaved)
+    for round_number in range(0 if args.same_process else args.rounds):
         for name in configs:
             for variant in variants:
                 result = in_subprocess(name, variant, args.data, args.max_batches, args.eval_batches, args.warmup,
@@ -232,6 +289,8 @@ def main(argv=None):
     if args.env:
         print("environment: %s" % " ".join(args.env))
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
+    if args.same_process:
+        print("all variants of a config in one process, timed in turn (peak RSS: the process's)")
     if args.rounds > 1:
         print("%d rounds: medians; each ratio is the median of the rounds' own ratios [min-max]" % args.rounds)
     print("| " + " | ".join(header) + " |")
