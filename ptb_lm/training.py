@@ -3,8 +3,10 @@
 Two engines run the same math (:data:`~ptb_lm.config.ENGINES`):
 
 * ``fast``: the model and the loss are hybridized (one compiled graph each, static
-  memory); the loss is summed on the device and read once per report; the update
-  is :class:`~ptb_lm.updater.FlatUpdater`'s few large operations.
+  memory); the loss is summed on the device and read once per report; on a CPU the
+  loss is :class:`~ptb_lm.loss.TrainingLoss` (the chapter's, with a faster backward);
+  the update is :class:`~ptb_lm.updater.FlatUpdater`'s few large operations, which
+  also hands the RNN kernel its parameters packed.
 * ``imperative``: the chapter's loop: the Block runs op by op, every batch waits for
   the finiteness check inside ``clip_global_norm`` and for ``asscalar()``
   (:class:`~ptb_lm.updater.ChapterUpdater`).
