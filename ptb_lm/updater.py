@@ -9,10 +9,10 @@ Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
   buffer, so a batch costs a few large operations instead of several per
   parameter (MXNet's CPU kernels are slow per call and per byte)::
 
-      weights[ctx]  [ rnn weights, then biases | embedding | decoder weight | decoder bias ]   one NDArray
-      grads[ctx]    [ the same layout ]                                             one NDArray
+      weights[ctx]  [ rnn (kernel order) | embedding | decoder weight | decoder bias ]   one NDArray
+      grads[ctx]    [ the same layout ]                                              one NDArray
       norm² = dot(grads[0], grads[0])      one product (plus the sparse embedding's rows)
-      sgd_update(weights, grads, lr, rescale_grad = clip_factor / batch_size)       one update
+      sgd_update(weights, grads, lr, rescale_grad = clip_factor / batch_size)        one update
 
   Clipping's factor and the 1/batch_size of ``trainer.step(batch_size)`` fold
   into the update's ``rescale_grad``. Across contexts or workers the all-reduce
