@@ -4,6 +4,7 @@ import http.server
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,16 @@ from ptb_lm.native import GPU_DISTRIBUTION, installed_mxnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_PTB = os.path.join(ROOT, "..", "shared", "data", "ptb.zip")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_as_a_terminal_gives_it():
+    """A shell without job control starts background commands with SIGINT ignored, and ptb_lm keeps an
+    ignored SIGINT ignored on purpose (a run started with ``nohup ... &`` must not stop on Ctrl-C). The
+    Ctrl-C tests need SIGINT as a terminal gives it, so a test run started that way restores Python's own."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 def pytest_collection_modifyitems(config, items):
