@@ -53,6 +53,7 @@ class RNNModel(gluon.HybridBlock):
             raise ConfigError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
         self.hidden_dim = hidden_dim
         self.init_scale = init_scale
+        self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameter vector (use_packed_rnn_params)
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
@@ -94,7 +95,7 @@ class RNNModel(gluon.HybridBlock):
         self._packed_rnn_params = dict(packed)
 
     def forward(self, inputs, state):
-        packed = getattr(self, "_packed_rnn_params", {}).get(inputs.context)
+        packed = self._packed_rnn_params.get(inputs.context)
         if packed is None:
             return super(RNNModel, self).forward(inputs, state)
         with warnings.catch_warnings():

@@ -115,7 +115,7 @@ def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_
 
     For measuring the fast engine's levers one by one (scripts/benchmark.py):
     ``sparse_embedding=False`` keeps its embedding gradient dense,
-    ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter, and
+    ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter,
     ``softmax_loss=False`` trains with the chapter's loss instead of
     :class:`~ptb_lm.loss.TrainingLoss` (the same function, with a faster backward on a CPU), and
     ``pack_rnn=False`` lets Gluon's RNN layer concatenate its parameters every batch.
@@ -129,7 +129,8 @@ def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_
     sparse = fast and flat_update and sparse_embedding and kv is None and not config.tied
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
     model.initialize_parameters(ctxs)
-    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update, pack_rnn=pack_rnn)  # before backward
+    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update,
+                           pack_rnn=pack_rnn)  # before the first backward
     eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     loss_fn = training_loss_for(ctxs, eval_loss_fn) if fast and softmax_loss else eval_loss_fn
     if fast:

@@ -125,12 +125,12 @@ class FlatUpdater(object):
         rnn = model.rnn_params_in_kernel_order()
         dense = rnn + [p for p in trainable(model) if all(p is not q for q in self.sparse + rnn)]
         self.params = dense  # in buffer order
-        total = sum(int(np.prod(p.shape)) for p in dense)
+        sizes = [int(np.prod(p.shape)) for p in dense]
+        total = sum(sizes)
         self.weights = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
         self.grads = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
         offset = 0
-        for p in dense:
-            size = int(np.prod(p.shape))
+        for p, size in zip(dense, sizes):
             for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
                 k = p.list_ctx().index(ctx)
                 weight = weights[offset:offset + size]
@@ -140,7 +140,7 @@ class FlatUpdater(object):
                 autograd.mark_variables([view], [grad_view], grad_reqs="write")
             offset += size
         if pack_rnn:
-            rnn_size = sum(int(np.prod(p.shape)) for p in rnn)
+            rnn_size = sum(sizes[:len(rnn)])
             packed = {}
             for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
                 packed[ctx] = weights[:rnn_size]

@@ -22,7 +22,8 @@ and each ratio is taken within a round, so that a drift of the machine's speed h
 numerator and denominator alike. With --same-process every variant of a config is set up
 in one process and they are timed in turn, round after round: on a machine whose speed
 differs from one process to the next (this one's did, by tens of percent) that is the
-fairer comparison of levers, and fresh processes the one for peak memory. Training tokens/s is timed after a warm-up, over --max-batches
+fairer comparison of levers, and fresh processes the one for peak memory.
+Training tokens/s is timed after a warm-up, over --max-batches
 batches; evaluation tokens/s over --eval-batches batches of the validation split.
 GFLOP/s counts the layer shapes (ptb_lm.model.count_flops_per_token; a training
 token costs 3x a forward one); the GEMM peak is a 1024^3 fp32 matrix product
@@ -35,6 +36,7 @@ import os
 import queue as queue_module
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -78,10 +80,11 @@ def operator_profile(run, config, batches):
     return "\n".join(lines[:24])
 
 
-def build(config_name, variant, corpus, data, seed):
-    """The config and the set-up run of one (config, variant), seeded alike."""
+def build(config_name, variant, corpus, data, seed, warmup):
+    """The config and the set-up run of one (config, variant), seeded alike and warmed up."""
     from ptb_lm.config import from_preset
     from ptb_lm.runner import seed_everything, setup
+    from ptb_lm.training import train_epoch
 
     values = dict(CONFIGS[config_name])
     levers = VARIANTS[variant]
@@ -90,6 +93,8 @@ def build(config_name, variant, corpus, data, seed):
     seed_everything(seed)
     run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"],
                 softmax_loss=levers["softmax"], pack_rnn=levers["packed"])
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
+                config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
     return config, run
 
 
@@ -125,14 +130,11 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
 def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed, profile, window_tokens, queue):
     """One (config, variant) in this fresh process: its peak memory is its own."""
     from ptb_lm.data import Corpus
-    from ptb_lm.training import train_epoch
 
     import mxnet as mx
 
     corpus = Corpus(data)
-    config, run = build(config_name, variant, corpus, data, seed)
-    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
-                config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
+    config, run = build(config_name, variant, corpus, data, seed, warmup)
     row = time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens)
     row["profile"] = operator_profile(run, config, profile) if profile else None
     queue.put(row)
@@ -147,15 +149,11 @@ def measure_interleaved(config_name, variants, data, max_batches, eval_batches, 
     memory is the process's, shared by all of them.
     """
     from ptb_lm.data import Corpus
-    from ptb_lm.training import train_epoch
 
     import mxnet as mx
 
     corpus = Corpus(data)
-    built = [(variant,) + build(config_name, variant, corpus, data, seed) for variant in variants]
-    for _, config, run in built:
-        train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
-                    config.replace(max_batches=warmup, eval_period=10 ** 9))
+    built = [(variant,) + build(config_name, variant, corpus, data, seed, warmup) for variant in variants]
     results = []
     for round_number in range(rounds):
         for variant, config, run in built:
@@ -208,18 +206,12 @@ def in_subprocess(*args, target=measure):
     return result
 
 
-def median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2.0
-
-
 def summarise(runs, baseline, peak):
     """One table row from a (config, variant)'s runs: medians, and its ratios to the imperative
     engine taken round by round (``baseline``: the imperative runs, empty if it was not measured)."""
     row = {key: runs[0][key] for key in ("config", "variant", "batches", "train_loss", "eval_loss")}
     for key in ("train_tokens_per_sec", "eval_tokens_per_sec", "train_gflops", "eval_gflops", "ms_per_batch"):
-        row[key] = median([r[key] for r in runs])
+        row[key] = statistics.median([r[key] for r in runs])
     row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
     row["loss_fallbacks"] = max(r["loss_fallbacks"] for r in runs)
     row["gemm_peak_gflops"] = peak
@@ -238,7 +230,7 @@ def ratio_text(row, phase):
         return "-"
     if len(ratios) == 1:
         return "%.2f" % ratios[0]
-    return "%.2f [%.2f-%.2f]" % (median(ratios), min(ratios), max(ratios))
+    return "%.2f [%.2f-%.2f]" % (statistics.median(ratios), min(ratios), max(ratios))
 
 
 def main(argv=None):
