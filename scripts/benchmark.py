@@ -15,6 +15,10 @@ The variants (``--variants``), each adding one lever to the one before:
                  concatenated by Gluon every batch: the fast engine
     windows      + evaluation in windows of --eval-window-tokens tokens instead of num_steps (training as
                  "fast"); measured slower and bigger here, so the fast engine does not use it
+    pytorch      with --pytorch PYTHON: the same model, loop and data in PyTorch (its
+                 word_language_model example's code; dev/pytorch_baseline.py), run by that
+                 interpreter in each round right after the config's MXNet variants; the table
+                 then also gives every variant's speed as a multiple of PyTorch's
 
 Each (config, variant) runs in a fresh process (so peak memory is its own) with the
 same data and random seed; with --rounds N every variant runs N times, round by round,
@@ -37,11 +41,13 @@ import queue as queue_module
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 VARIANTS = {
     "imperative": dict(engine="imperative", flat=False, sparse=False, softmax=False, packed=False, window=False),
@@ -141,12 +147,49 @@ def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed,
     mx.nd.waitall()
 
 
+def check_pytorch(python):
+    """Fail in one line, before anything is measured, unless ``python`` runs and imports torch."""
+    if not shutil.which(python):
+        raise SystemExit("ptb-lm: error: --pytorch %s: no such program; give the python of an environment "
+                         "that has torch" % python)
+    done = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]
+        raise SystemExit("ptb-lm: error: --pytorch %s cannot import torch (%s); install it there: "
+                         "%s -m pip install torch" % (python, last, python))
+
+
+def measure_pytorch(python, config_name, data, max_batches, eval_batches, warmup, seed):
+    """One row of dev/pytorch_baseline.py, run by ``python`` (an interpreter with torch), for ``config_name``."""
+    from ptb_lm.config import from_preset
+    from ptb_lm.model import count_flops_per_token
+
+    with tempfile.TemporaryDirectory(prefix="ptb-lm-bench-") as folder:
+        out = os.path.join(folder, "row.json")
+        done = subprocess.run([python, os.path.join(ROOT, "dev", "pytorch_baseline.py"), data, "--configs",
+                               config_name, "--max-batches", str(max_batches), "--eval-batches", str(eval_batches),
+                               "--warmup", str(warmup), "--seed", str(seed), "--json", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit("ptb-lm: error: the PyTorch baseline under %s failed (exit %d): %s"
+                             % (python, done.returncode, last))
+        with open(out) as f:
+            (row,) = json.load(f)
+    shape = dict(CONFIGS[config_name])
+    config = from_preset(shape.pop("preset"), **shape)
+    flops = count_flops_per_token(config.mode, row["vocab"], config.embed_dim, config.hidden_dim, config.num_layers)
+    return dict(row, profile=None, loss_fallbacks=0, train_gflops=3 * flops * row["train_tokens_per_sec"] / 1e9,
+                eval_gflops=flops * row["eval_tokens_per_sec"] / 1e9)
+
+
 def measure_interleaved(config_name, variants, data, max_batches, eval_batches, warmup, seed, window_tokens,
-                        rounds, queue):
+                        rounds, pytorch, queue):
     """Every variant of one config set up in this one process, timed in turn, round after round.
 
     A drift of the machine's speed between processes then cannot favour one variant; peak
-    memory is the process's, shared by all of them.
+    memory is the process's, shared by all of them. With ``pytorch`` (an interpreter), the
+    PyTorch baseline runs in its own process at the end of each round.
     """
     from ptb_lm.data import Corpus
 
@@ -158,6 +201,9 @@ def measure_interleaved(config_name, variants, data, max_batches, eval_batches, 
     for round_number in range(rounds):
         for variant, config, run in built:
             row = time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens)
+            results.append(dict(row, round=round_number))
+        if pytorch:
+            row = measure_pytorch(pytorch, config_name, data, max_batches, eval_batches, warmup, seed)
             results.append(dict(row, round=round_number))
     queue.put(results)
     mx.nd.waitall()
@@ -200,15 +246,15 @@ def in_subprocess(*args, target=measure):
             break
         except queue_module.Empty:
             if not proc.is_alive():
-                raise SystemExit("the measuring process for %s / %s failed (exit %s)" % (args[0], args[1],
-                                                                                         proc.exitcode))
+                raise SystemExit("ptb-lm: error: the measuring process for %s / %s failed (exit %s)"
+                                 % (args[0], args[1], proc.exitcode))
     proc.join()
     return result
 
 
-def summarise(runs, baseline, peak):
-    """One table row from a (config, variant)'s runs: medians, and its ratios to the imperative
-    engine taken round by round (``baseline``: the imperative runs, empty if it was not measured)."""
+def summarise(runs, baselines, peak):
+    """One table row from a (config, variant)'s runs: medians, and its ratios to each baseline
+    taken round by round (``baselines``: name -> that variant's runs, empty if it was not measured)."""
     row = {key: runs[0][key] for key in ("config", "variant", "batches", "train_loss", "eval_loss")}
     for key in ("train_tokens_per_sec", "eval_tokens_per_sec", "train_gflops", "eval_gflops", "ms_per_batch"):
         row[key] = statistics.median([r[key] for r in runs])
@@ -216,16 +262,17 @@ def summarise(runs, baseline, peak):
     row["loss_fallbacks"] = max(r["loss_fallbacks"] for r in runs)
     row["gemm_peak_gflops"] = peak
     row["fraction_of_peak"] = row["train_gflops"] / peak
-    by_round = {b["round"]: b for b in baseline}
-    for phase in ("train", "eval"):
-        key = phase + "_tokens_per_sec"
-        ratios = [r[key] / by_round[r["round"]][key] for r in runs if r["round"] in by_round]
-        row[phase + "_ratios"] = ratios
+    for name, baseline in baselines.items():
+        by_round = {b["round"]: b for b in baseline}
+        for phase in ("train", "eval"):
+            key = phase + "_tokens_per_sec"
+            row["%s_ratios_to_%s" % (phase, name)] = [r[key] / by_round[r["round"]][key] for r in runs
+                                                      if r["round"] in by_round]
     return row
 
 
-def ratio_text(row, phase):
-    ratios = row[phase + "_ratios"]
+def ratio_text(row, phase, baseline="imperative"):
+    ratios = row["%s_ratios_to_%s" % (phase, baseline)]
     if not ratios:
         return "-"
     if len(ratios) == 1:
@@ -255,8 +302,13 @@ def main(argv=None):
     parser.add_argument("--same-process", action="store_true",
                         help="set every variant of a config up in one process and time them in turn, --rounds "
                              "times (robust to drift between processes; peak memory is then shared)")
+    parser.add_argument("--pytorch", metavar="PYTHON",
+                        help="also time the same model in PyTorch, run by this interpreter (one with torch; "
+                             "see dev/pytorch_baseline.py)")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args(argv)
+    if args.pytorch:
+        check_pytorch(args.pytorch)
     for item in args.env:
         name, _, value = item.partition("=")
         os.environ[name] = value  # inherited by the spawned measuring processes
@@ -266,18 +318,25 @@ def main(argv=None):
     if args.same_process:
         for name in configs:
             runs += in_subprocess(name, variants, args.data, args.max_batches, args.eval_batches, args.warmup,
-                                  args.seed, args.eval_window_tokens, args.rounds, target=measure_interleaved)
+                                  args.seed, args.eval_window_tokens, args.rounds, args.pytorch,
+                                  target=measure_interleaved)
     for round_number in range(0 if args.same_process else args.rounds):
         for name in configs:
             for variant in variants:
                 result = in_subprocess(name, variant, args.data, args.max_batches, args.eval_batches, args.warmup,
                                        args.seed, args.profile if round_number == 0 else 0, args.eval_window_tokens)
                 runs.append(dict(result, round=round_number))
+            if args.pytorch:
+                result = measure_pytorch(args.pytorch, name, args.data, args.max_batches, args.eval_batches,
+                                         args.warmup, args.seed)
+                runs.append(dict(result, round=round_number))
+    baselines = ["imperative"] + (["pytorch"] if args.pytorch else [])
     rows = [summarise([r for r in runs if r["config"] == name and r["variant"] == variant],
-                      [r for r in runs if r["config"] == name and r["variant"] == "imperative"], peak)
-            for name in configs for variant in variants]
-    header = ("config", "variant", "train tok/s", "x imperative", "eval tok/s", "x imperative", "train GFLOP/s",
-              "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
+                      {b: [r for r in runs if r["config"] == name and r["variant"] == b] for b in baselines}, peak)
+            for name in configs for variant in variants + (["pytorch"] if args.pytorch else [])]
+    header = ("config", "variant", "train tok/s", "x imperative", "eval tok/s", "x imperative") + (
+        ("train x pytorch", "eval x pytorch") if args.pytorch else ()) + (
+        "train GFLOP/s", "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
     if args.env:
         print("environment: %s" % " ".join(args.env))
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
@@ -288,12 +347,13 @@ def main(argv=None):
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
-        print("| " + " | ".join([r["config"], r["variant"], "%.0f" % r["train_tokens_per_sec"],
-                                 ratio_text(r, "train"), "%.0f" % r["eval_tokens_per_sec"], ratio_text(r, "eval"),
-                                 "%.1f" % r["train_gflops"], "%.0f%%" % (100 * r["fraction_of_peak"]),
-                                 "%.1f" % r["ms_per_batch"], "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"],
-                                 "%.4f" % r["eval_loss"]])
-              + " |")
+        cells = [r["config"], r["variant"], "%.0f" % r["train_tokens_per_sec"], ratio_text(r, "train"),
+                 "%.0f" % r["eval_tokens_per_sec"], ratio_text(r, "eval")]
+        if args.pytorch:
+            cells += [ratio_text(r, "train", "pytorch"), ratio_text(r, "eval", "pytorch")]
+        cells += ["%.1f" % r["train_gflops"], "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
+                  "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"], "%.4f" % r["eval_loss"]]
+        print("| " + " | ".join(cells) + " |")
     for r in runs:
         if r["profile"]:
             print("\n%s, %s, per-operator time over %d batches:\n%s" % (r["config"], r["variant"],

@@ -1,0 +1,85 @@
+"""scripts/benchmark.py end to end on the tiny corpus: its rows, its ratios, and its PyTorch plumbing.
+
+The PyTorch baseline itself needs torch, which the test environments do not install; here a
+stand-in interpreter answers for it with fixed speeds, so that the ratios the table prints
+can be checked against the raw runs it writes.
+"""
+import json
+import os
+import stat
+import statistics
+
+import pytest
+
+from conftest import ROOT, one_line_error, run_cli, write_tiny_corpus
+
+BENCHMARK = os.path.join(ROOT, "scripts", "benchmark.py")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The tiny corpus, long enough for the benchmark's configs (batch 32 at the chapter's)."""
+    return write_tiny_corpus(str(tmp_path_factory.mktemp("bench")), train_lines=400, eval_lines=120)
+
+
+def stand_in_python(folder, train_tps, eval_tps, import_error=None):
+    """An executable that plays ``python`` for scripts/benchmark.py --pytorch: ``-c 'import torch'`` passes
+    (or fails with ``import_error``), and running dev/pytorch_baseline.py writes one row at fixed speeds."""
+    path = os.path.join(folder, "python")
+    row = dict(variant="pytorch", train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps, ms_per_batch=1.0,
+               train_loss=1.0, eval_loss=1.0, batches=2, peak_rss_mb=1.0, vocab=31, torch="stand-in", threads=2)
+    with open(path, "w") as f:
+        f.write("""#!/bin/sh
+if [ "$1" = "-c" ]; then
+  %s
+fi
+case "$1" in */dev/pytorch_baseline.py) ;; *) echo "not the baseline: $1" >&2; exit 3;; esac
+while [ $# -gt 0 ]; do
+  case "$1" in --configs) config=$2;; --json) out=$2;; esac
+  shift
+done
+printf '[%%s]' '%s' | sed "s/CONFIG/$config/" > "$out"
+""" % ("echo \"%s\" >&2; exit 1" % import_error if import_error else "exit 0",
+       json.dumps(dict(row, config="CONFIG"))))
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.mark.parametrize("same_process", [False, True], ids=["fresh-processes", "same-process"])
+def test_the_table_gives_each_variant_as_a_multiple_of_imperative_and_of_pytorch(corpus, tmp_path, same_process):
+    python = stand_in_python(str(tmp_path), train_tps=1000.0, eval_tps=4000.0)
+    out = str(tmp_path / "bench.json")
+    result = run_cli([BENCHMARK, "--data", corpus, "--configs", "chapter", "--variants", "imperative,fast",
+                      "--max-batches", "2", "--eval-batches", "2", "--warmup", "1", "--rounds", "2",
+                      "--pytorch", python, "--json", out] + (["--same-process"] if same_process else []))
+    assert result.returncode == 0, result.stderr
+    table = json.load(open(out))
+    runs = {(r["variant"], r["round"]): r for r in table["runs"]}
+    assert sorted(runs) == [(v, k) for v in ("fast", "imperative", "pytorch") for k in (0, 1)]
+    rows = {r["variant"]: r for r in table["rows"]}
+    for variant in ("imperative", "fast", "pytorch"):
+        for phase, speed in (("train", 1000.0), ("eval", 4000.0)):
+            key = phase + "_tokens_per_sec"
+            assert rows[variant]["%s_ratios_to_pytorch" % phase] == pytest.approx(
+                [runs[variant, k][key] / speed for k in (0, 1)])
+            assert rows[variant]["%s_ratios_to_imperative" % phase] == pytest.approx(
+                [runs[variant, k][key] / runs["imperative", k][key] for k in (0, 1)])
+            assert rows[variant][key] == pytest.approx(statistics.median(runs[variant, k][key] for k in (0, 1)))
+    printed = [line for line in result.stdout.splitlines() if line.startswith("| chapter | fast |")]
+    cells = [c.strip() for c in printed[0].strip("|").split("|")]
+    assert cells[6] == "%.2f [%.2f-%.2f]" % (statistics.median(rows["fast"]["train_ratios_to_pytorch"]),
+                                            min(rows["fast"]["train_ratios_to_pytorch"]),
+                                            max(rows["fast"]["train_ratios_to_pytorch"]))
+
+
+def test_a_pytorch_interpreter_that_cannot_run_the_baseline_is_one_line_before_measuring(corpus, tmp_path):
+    args = ["--data", corpus, "--configs", "chapter", "--variants", "fast", "--max-batches", "2",
+            "--eval-batches", "2", "--warmup", "1"]
+    missing = run_cli([BENCHMARK] + args + ["--pytorch", str(tmp_path / "nowhere" / "python")])
+    one_line_error(missing, 1, "--pytorch", "nowhere", alone=True)
+    python = stand_in_python(str(tmp_path), 1.0, 1.0, import_error="ModuleNotFoundError: No module named 'torch'")
+    without_torch = run_cli([BENCHMARK] + args + ["--pytorch", python])
+    one_line_error(without_torch, 1, "cannot import torch", "No module named 'torch'", "pip install torch",
+                   alone=True)
