@@ -132,7 +132,8 @@ _DT_NEEDED, _DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 1, 5, 15, 29
 
 
 def elf_needed(path):
-    """``(needed sonames, rpath or runpath)`` from the dynamic section of the ELF64 file at ``path``."""
+    """``(needed sonames, rpath, runpath)`` from the dynamic section of the ELF64 file at ``path``; a path
+    list the file does not have is None."""
     with open(path, "rb") as f:
         header = f.read(64)
         if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
@@ -149,7 +150,7 @@ def elf_needed(path):
             elif kind == 2:
                 dynamic = (offset, filesz)
         if dynamic is None:
-            return [], None
+            return [], None, None
         f.seek(dynamic[0])
         raw = f.read(dynamic[1])
         entries = []
@@ -172,12 +173,17 @@ def elf_needed(path):
             return data.split(b"\0", 1)[0].decode()
 
         needed = [string(v) for t, v in entries if t == _DT_NEEDED]
-        paths = [string(v) for t, v in entries if t in (_DT_RUNPATH, _DT_RPATH)]
-        return needed, (paths[0] if paths else None)
+        rpath = next((string(v) for t, v in entries if t == _DT_RPATH), None)
+        runpath = next((string(v) for t, v in entries if t == _DT_RUNPATH), None)
+        return needed, rpath, runpath
 
 
-def _system_library_dirs():
-    dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+def _ld_library_path_dirs():
+    return [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+
+
+def _cache_and_default_dirs():
+    dirs = []
     try:
         import subprocess
 
@@ -191,16 +197,21 @@ def _system_library_dirs():
 def resolve_needed(library, roots=None):
     """``{soname: path or None}`` for every library that ``library`` needs.
 
-    Searched as the loader would after :func:`preload_cuda_libraries`: the
-    nvidia-* wheels (unless ``PTB_LM_CUDA=system``), the library's own RPATH,
-    LD_LIBRARY_PATH and the system's folders.
+    Searched as the loader would after :func:`preload_cuda_libraries` (ld.so(8)): the
+    nvidia-* wheels, already loaded (unless ``PTB_LM_CUDA=system``); the library's
+    DT_RPATH, unless it has a DT_RUNPATH; LD_LIBRARY_PATH; its DT_RUNPATH; then
+    ldconfig's cache and the system's folders.
     """
-    needed, rpath = elf_needed(library)
+    needed, rpath, runpath = elf_needed(library)
     here = os.path.dirname(os.path.abspath(library))
     wheel_dirs = [] if os.environ.get("PTB_LM_CUDA", "").lower() == "system" else \
         list(nvidia_library_dirs(roots).values())
-    own = [p.replace("$ORIGIN", here).replace("${ORIGIN}", here) for p in (rpath or "").split(":") if p]
-    search = wheel_dirs + own + _system_library_dirs()
+
+    def folders(paths):
+        return [p.replace("$ORIGIN", here).replace("${ORIGIN}", here) for p in (paths or "").split(":") if p]
+
+    before = [] if runpath is not None else folders(rpath)  # a DT_RUNPATH makes the loader ignore DT_RPATH
+    search = wheel_dirs + before + _ld_library_path_dirs() + folders(runpath) + _cache_and_default_dirs()
     found = {}
     for soname in needed:
         found[soname] = next((os.path.join(d, soname) for d in search if os.path.isfile(os.path.join(d, soname))),

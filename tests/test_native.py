@@ -57,12 +57,44 @@ def test_the_preload_really_loads_a_library(tmp_path):
 def test_the_elf_reader_agrees_with_readelf():
     library = native.mxnet_library_path()
     assert library is not None
-    needed, rpath = native.elf_needed(library)
+    needed, rpath, runpath = native.elf_needed(library)
     out = subprocess.run(["readelf", "-d", library], capture_output=True, text=True, check=True).stdout
-    expected = [line.split("[")[1].split("]")[0] for line in out.splitlines() if "(NEEDED)" in line]
-    assert needed == expected and len(needed) > 5
-    if "(RPATH)" in out or "(RUNPATH)" in out:
-        assert rpath and rpath in out
+
+    def values(kind):
+        return [line.split("[")[1].split("]")[0] for line in out.splitlines() if "(%s)" % kind in line]
+
+    assert needed == values("NEEDED") and len(needed) > 5
+    assert [rpath] == (values("RPATH") or [None]) and [runpath] == (values("RUNPATH") or [None])
+
+
+def build_library(folder, name, source, links=(), flags=()):
+    """Compile ``source`` (C) into ``folder/lib<name>.so`` with soname ``lib<name>.so``; return its path."""
+    os.makedirs(folder, exist_ok=True)
+    c_file, library = os.path.join(folder, name + ".c"), os.path.join(folder, "lib%s.so" % name)
+    with open(c_file, "w") as f:
+        f.write(source)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,lib%s.so" % name, "-o", library, c_file]
+                   + list(flags) + list(links), check=True)
+    return library
+
+
+@pytest.mark.parametrize("tags", ["--disable-new-dtags", "--enable-new-dtags"], ids=["RPATH", "RUNPATH"])
+def test_the_doctor_resolves_a_library_where_the_loader_does(tmp_path, tags):
+    """A library needing libneed.so, which its own path list and LD_LIBRARY_PATH both offer (two different
+    copies): the loader takes DT_RPATH's before LD_LIBRARY_PATH's, and LD_LIBRARY_PATH's before DT_RUNPATH's."""
+    own, elsewhere = str(tmp_path / "own"), str(tmp_path / "elsewhere")
+    for folder in (own, elsewhere):
+        build_library(folder, "need", 'const char *which(void) { return "%s"; }\n' % folder)
+    top = build_library(str(tmp_path / "top"), "top", "int top(void) { return 1; }\n", links=["-lneed"],
+                        flags=["-L" + own, "-Wl,%s,-rpath,%s" % (tags, own), "-Wl,--no-as-needed"])
+    env = dict(os.environ, LD_LIBRARY_PATH=elsewhere)
+    loader = subprocess.run([sys.executable, "-c", "import ctypes; ctypes.CDLL(%r); need = ctypes.CDLL('libneed.so'); "
+                             "need.which.restype = ctypes.c_char_p; print(need.which().decode())" % top],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    doctor = subprocess.run([sys.executable, "-c", "from ptb_lm import native; "
+                             "print(native.resolve_needed(%r, roots=[])['libneed.so'])" % top],
+                            env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert doctor == os.path.join(loader, "libneed.so")
 
 
 @pytest.mark.parametrize("capability, supported", [
@@ -104,7 +136,7 @@ def test_the_doctor_on_this_machine(tmp_path, ptb_zip):
     assert report["python"]["version"] == "%d.%d.%d" % sys.version_info[:3]
     assert report["mxnet"]["imports"] and report["mxnet"]["version"] == "1.9.1"
     assert set(report["mxnet"]["features"]) == {"CUDA", "CUDNN", "NCCL", "MKLDNN", "DIST_KVSTORE"}
-    needed, _ = native.elf_needed(native.mxnet_library_path())
+    needed = native.elf_needed(native.mxnet_library_path())[0]
     assert list(report["native_libraries"]) == needed
     for soname, path in report["native_libraries"].items():
         assert soname == native.DRIVER or (path and os.path.isfile(path)), soname
