@@ -42,6 +42,16 @@ CONFIGS = {
 }
 
 
+def peak_rss_mb():
+    """This process's peak resident memory in MB: the kernel's VmHWM, which starts afresh at exec
+    (getrusage's ru_maxrss keeps the peak of the process that spawned this one, if that was larger)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def read_text(data, split):
     """The text of split ``split`` from a PTB zip (``ptb/ptb.<split>.txt`` inside) or folder."""
     if os.path.isdir(data):
@@ -157,7 +167,7 @@ def measure(name, corpus, vocab, args):
     return dict(config=name, variant="pytorch", train_tokens_per_sec=tokens / seconds,
                 eval_tokens_per_sec=eval_tokens / eval_seconds, ms_per_batch=1000 * seconds / args.max_batches,
                 train_loss=loss, eval_loss=eval_loss, batches=args.max_batches,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, vocab=vocab,
+                peak_rss_mb=peak_rss_mb(), vocab=vocab,
                 torch=torch.__version__, threads=torch.get_num_threads())
 
 

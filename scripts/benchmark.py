@@ -65,6 +65,16 @@ CONFIGS = {
 }
 
 
+def peak_rss_mb():
+    """This process's peak resident memory in MB: the kernel's VmHWM, which starts afresh at exec
+    (getrusage's ru_maxrss keeps the peak of the process that spawned this one, if that was larger)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def operator_profile(run, config, batches):
     """MXNet's own per-operator time over ``batches`` training batches, as text (the top rows)."""
     import mxnet as mx
@@ -129,7 +139,7 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
                 train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
                 train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
                 train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                peak_rss_mb=peak_rss_mb(),
                 loss_fallbacks=getattr(run.loss_fn, "fallbacks", 0))
 
 
