@@ -42,6 +42,7 @@ CONFIGS = {
 }
 
 
+# The same as scripts/benchmark.py's, written again because this file runs where ptb_lm may not be importable.
 def peak_rss_mb():
     """This process's peak resident memory in MB: the kernel's VmHWM, which starts afresh at exec
     (getrusage's ru_maxrss keeps the peak of the process that spawned this one, if that was larger)."""
