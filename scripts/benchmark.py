@@ -96,16 +96,34 @@ def operator_profile(run, config, batches):
     return "\n".join(lines[:24])
 
 
+def config_for(config_name, **overrides):
+    """The TrainConfig of benchmark config ``config_name`` (its preset and changes), with ``overrides``."""
+    from ptb_lm.config import from_preset
+
+    values = dict(CONFIGS[config_name])
+    return from_preset(values.pop("preset"), **dict(values, **overrides))
+
+
+def gflops(config, vocab, train_tokens_per_sec, eval_tokens_per_sec):
+    """GFLOP/s from the layer shapes (a training token costs 3x a forward one)."""
+    from ptb_lm.model import count_flops_per_token
+
+    flops = count_flops_per_token(config.mode, vocab, config.embed_dim, config.hidden_dim, config.num_layers)
+    return dict(train_gflops=3 * flops * train_tokens_per_sec / 1e9, eval_gflops=flops * eval_tokens_per_sec / 1e9)
+
+
+def last_line(text, default):
+    """The last non-empty line of a child's stderr, for a one-line error."""
+    return (text.strip().splitlines() or [default])[-1]
+
+
 def build(config_name, variant, corpus, data, seed, warmup):
     """The config and the set-up run of one (config, variant), seeded alike and warmed up."""
-    from ptb_lm.config import from_preset
     from ptb_lm.runner import seed_everything, setup
     from ptb_lm.training import train_epoch
 
-    values = dict(CONFIGS[config_name])
     levers = VARIANTS[variant]
-    config = from_preset(values.pop("preset"), engine=levers["engine"], seed=seed, data=data, ctx="cpu",
-                         progress="none", **values)
+    config = config_for(config_name, engine=levers["engine"], seed=seed, data=data, ctx="cpu", progress="none")
     seed_everything(seed)
     run = setup(config, corpus, sparse_embedding=levers["sparse"], flat_update=levers["flat"],
                 softmax_loss=levers["softmax"], pack_rnn=levers["packed"])
@@ -116,7 +134,6 @@ def build(config_name, variant, corpus, data, seed, warmup):
 
 def time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens):
     """Train ``max_batches`` batches and evaluate ``eval_batches`` validation batches; one result row."""
-    from ptb_lm.model import count_flops_per_token
     from ptb_lm.training import evaluate, train_epoch
 
     levers = VARIANTS[variant]
@@ -132,12 +149,10 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
                          sync_every_batch=levers["engine"] == "imperative")
     eval_seconds = time.time() - start
     eval_tokens = (rows - 1) * source.shape[1]
-    flops = count_flops_per_token(config.mode, len(corpus.dictionary), config.embed_dim, config.hidden_dim,
-                                  config.num_layers)
     train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
     return dict(config=config_name, variant=variant, eval_loss=eval_loss, profile=None,
                 train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
-                train_gflops=3 * flops * train_tps / 1e9, eval_gflops=flops * eval_tps / 1e9,
+                **gflops(config, len(corpus.dictionary), train_tps, eval_tps),
                 train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
                 peak_rss_mb=peak_rss_mb(),
                 loss_fallbacks=getattr(run.loss_fn, "fallbacks", 0))
@@ -164,16 +179,12 @@ def check_pytorch(python):
                          "that has torch" % python)
     done = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]
-        raise SystemExit("ptb-lm: error: --pytorch %s cannot import torch (%s); install it there: "
-                         "%s -m pip install torch" % (python, last, python))
+        raise SystemExit("ptb-lm: error: --pytorch %s cannot import torch (%s); install it there: %s -m pip "
+                         "install torch" % (python, last_line(done.stderr, "exit %d" % done.returncode), python))
 
 
 def measure_pytorch(python, config_name, data, max_batches, eval_batches, warmup, seed):
     """One row of dev/pytorch_baseline.py, run by ``python`` (an interpreter with torch), for ``config_name``."""
-    from ptb_lm.config import from_preset
-    from ptb_lm.model import count_flops_per_token
-
     with tempfile.TemporaryDirectory(prefix="ptb-lm-bench-") as folder:
         out = os.path.join(folder, "row.json")
         done = subprocess.run([python, os.path.join(ROOT, "dev", "pytorch_baseline.py"), data, "--configs",
@@ -181,16 +192,12 @@ def measure_pytorch(python, config_name, data, max_batches, eval_batches, warmup
                                "--warmup", str(warmup), "--seed", str(seed), "--json", out],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise SystemExit("ptb-lm: error: the PyTorch baseline under %s failed (exit %d): %s"
-                             % (python, done.returncode, last))
+                             % (python, done.returncode, last_line(done.stderr, "no output")))
         with open(out) as f:
             (row,) = json.load(f)
-    shape = dict(CONFIGS[config_name])
-    config = from_preset(shape.pop("preset"), **shape)
-    flops = count_flops_per_token(config.mode, row["vocab"], config.embed_dim, config.hidden_dim, config.num_layers)
-    return dict(row, profile=None, loss_fallbacks=0, train_gflops=3 * flops * row["train_tokens_per_sec"] / 1e9,
-                eval_gflops=flops * row["eval_tokens_per_sec"] / 1e9)
+    return dict(row, profile=None, loss_fallbacks=0, **gflops(config_for(config_name), row["vocab"],
+                                                              row["train_tokens_per_sec"], row["eval_tokens_per_sec"]))
 
 
 def measure_interleaved(config_name, variants, data, max_batches, eval_batches, warmup, seed, window_tokens,
@@ -340,10 +347,11 @@ def main(argv=None):
                 result = measure_pytorch(args.pytorch, name, args.data, args.max_batches, args.eval_batches,
                                          args.warmup, args.seed)
                 runs.append(dict(result, round=round_number))
-    baselines = ["imperative"] + (["pytorch"] if args.pytorch else [])
+    pytorch = ["pytorch"] if args.pytorch else []
     rows = [summarise([r for r in runs if r["config"] == name and r["variant"] == variant],
-                      {b: [r for r in runs if r["config"] == name and r["variant"] == b] for b in baselines}, peak)
-            for name in configs for variant in variants + (["pytorch"] if args.pytorch else [])]
+                      {b: [r for r in runs if r["config"] == name and r["variant"] == b]
+                       for b in ["imperative"] + pytorch}, peak)
+            for name in configs for variant in variants + pytorch]
     header = ("config", "variant", "train tok/s", "x imperative", "eval tok/s", "x imperative") + (
         ("train x pytorch", "eval x pytorch") if args.pytorch else ()) + (
         "train GFLOP/s", "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
