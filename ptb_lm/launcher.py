@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from ._compat import physical_cores, user_chose_threads
 from .errors import LaunchError
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,28 @@ def _signal_group(proc, sig):
             pass
 
 
+def thread_environments(base, num_workers, local):
+    """The environments of the scheduler and servers, and of the workers: ``base`` with MXNet's thread counts.
+
+    Processes on this machine share its cores: unless the user chose a thread count
+    (``base`` is then used as it is), each local worker gets an equal share of the
+    physical cores, and the mostly idle scheduler and servers one thread each, so that
+    no two thread pools spin against each other. A worker on another host (``local``
+    false) chooses its own.
+    """
+    serve_env, worker_env = dict(base), dict(base)
+    if user_chose_threads(base):
+        return serve_env, worker_env
+    serve_env["MXNET_OMP_MAX_THREADS"] = "1"
+    if local:
+        cores = physical_cores()
+        share = max(1, (cores or 1) // num_workers)
+        worker_env["MXNET_OMP_MAX_THREADS"] = str(share)
+        logger.info("%d local workers share %s physical cores: MXNet's threads, %d per worker",
+                    num_workers, cores or "an unknown number of", share)
+    return serve_env, worker_env
+
+
 def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, host_ip="127.0.0.1",
            poll=0.2, grace=5.0, shutdown_timeout=30.0):
     """Run ``num_workers`` training workers with dist_sync and return the exit code to use.
@@ -168,6 +191,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     base = dict(os.environ, DMLC_PS_ROOT_URI=host_ip, DMLC_PS_ROOT_PORT=str(port),
                 DMLC_NUM_SERVER=str(num_servers), DMLC_NUM_WORKER=str(num_workers))
     base["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), base.get("PYTHONPATH")) if p)
+    serve_env, worker_env = thread_environments(base, num_workers, local=not hosts)
     group = ProcessGroup()
     interrupted = []
 
@@ -177,12 +201,12 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     # Ctrl-C, kill, and a closed terminal (SIGHUP) all end every process before the launcher exits.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        group.start("scheduler", [sys.executable, "-c", SERVE], dict(base, DMLC_ROLE="scheduler"))
+        group.start("scheduler", [sys.executable, "-c", SERVE], dict(serve_env, DMLC_ROLE="scheduler"))
         for k in range(num_servers):
-            group.start("server %d" % k, [sys.executable, "-c", SERVE], dict(base, DMLC_ROLE="server"))
+            group.start("server %d" % k, [sys.executable, "-c", SERVE], dict(serve_env, DMLC_ROLE="server"))
         workers = []
         for r in range(num_workers):
-            env = dict(base, DMLC_ROLE="worker")
+            env = dict(worker_env, DMLC_ROLE="worker")
             cmd = [sys.executable, "-m", "ptb_lm"] + list(train_args)
             if hosts:
                 exports = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in env.items()

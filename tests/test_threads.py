@@ -1,0 +1,134 @@
+"""MXNet's operator threads: one per physical core unless the user chose, and a clear error for a bad count.
+
+MXNet itself gives its operators half the logical CPUs of an x86 machine, assuming
+two hyper-threads a core; ptb_lm counts the physical cores (ptb_lm._compat).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ptb_lm import _compat
+from ptb_lm.launcher import thread_environments
+
+from conftest import ROOT
+
+THREAD_NAMES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", _compat.DEFAULT_MARK)
+
+
+def lscpu_physical_cores():
+    """The oracle: distinct (socket, core) pairs among the CPUs this process may run on, as lscpu lists them."""
+    out = subprocess.run(["lscpu", "-p=CPU,CORE,SOCKET"], capture_output=True, text=True, check=True).stdout
+    allowed = os.sched_getaffinity(0)
+    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
+    return len({(socket, core) for cpu, core, socket in rows if int(cpu) in allowed})
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_NAMES}
+    env.update(extra)
+    return env
+
+
+def fake_sysfs(root, topology, quota=None):
+    """A /sys with CPUs {cpu: (package, core)} and, optionally, a cgroup v2 cpu.max line."""
+    for cpu, (package, core) in topology.items():
+        folder = root / ("devices/system/cpu/cpu%d/topology" % cpu)
+        folder.mkdir(parents=True)
+        (folder / "physical_package_id").write_text("%d\n" % package)
+        (folder / "core_id").write_text("%d\n" % core)
+    if quota is not None:
+        (root / "fs/cgroup").mkdir(parents=True)
+        (root / "fs/cgroup/cpu.max").write_text(quota + "\n")
+    return str(root)
+
+
+# four logical CPUs: two cores of two hyper-threads each, siblings 0/2 and 1/3, as Linux numbers them
+HYPERTHREADED = {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)}
+
+
+@pytest.mark.parametrize("cpus, cores", [({0, 1, 2, 3}, 2), ({0, 2}, 1), ({0, 1}, 2), ({3}, 1)])
+def test_physical_cores_counts_cores_not_hyperthreads(tmp_path, cpus, cores):
+    assert _compat.physical_cores(fake_sysfs(tmp_path, HYPERTHREADED), cpus) == cores
+
+
+def test_physical_cores_tells_packages_apart_and_obeys_a_cgroup_quota(tmp_path):
+    two_sockets = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)}  # core ids repeat on the second socket
+    assert _compat.physical_cores(fake_sysfs(tmp_path / "a", two_sockets), {0, 1, 2, 3}) == 4
+    assert _compat.physical_cores(fake_sysfs(tmp_path / "b", two_sockets, "150000 100000"), {0, 1, 2, 3}) == 2
+    assert _compat.physical_cores(fake_sysfs(tmp_path / "c", two_sockets, "max 100000"), {0, 1, 2, 3}) == 4
+    assert _compat.physical_cores(str(tmp_path / "nothing"), {0}) is None
+
+
+def test_physical_cores_on_this_machine_agrees_with_lscpu():
+    quota = _compat._cgroup_cpu_quota("/sys")
+    expected = lscpu_physical_cores()
+    assert _compat.physical_cores() == (min(expected, quota) if quota else expected)
+
+
+def child_environment(env):
+    code = "import os, ptb_lm; print(os.environ.get('MXNET_OMP_MAX_THREADS'), os.environ.get('OMP_NUM_THREADS'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_import_sets_one_thread_per_core_and_keeps_a_users_choice():
+    cores = str(lscpu_physical_cores())
+    assert child_environment(clean_env()) == [cores, "None"]
+    assert child_environment(clean_env(OMP_NUM_THREADS="3")) == ["None", "3"]
+    assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="5")) == ["5", "None"]
+    # ptb_lm's default, inherited from a parent process on another machine, is counted again
+    assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="7", **{_compat.DEFAULT_MARK: "7"})) == [cores, "None"]
+
+
+THREADS_AFTER_WORK = """
+import os, ptb_lm
+from ptb_lm._compat import import_mxnet
+mx = import_mxnet()
+x = mx.nd.ones((512, 512))
+mx.nd.FullyConnected(x, x, num_hidden=512, no_bias=True).wait_to_read()
+print(len(os.listdir("/proc/self/task")))
+"""
+
+
+def threads_after_a_product(env):
+    out = subprocess.run([sys.executable, "-c", THREADS_AFTER_WORK], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+def test_mxnet_runs_a_product_on_one_thread_per_physical_core():
+    # An OpenMP team of n threads adds n - 1 to the process's threads; MXNet's own default would add none
+    # on a machine of one thread a core.
+    one = threads_after_a_product(clean_env(MXNET_OMP_MAX_THREADS="1"))
+    assert threads_after_a_product(clean_env()) - one == lscpu_physical_cores() - 1
+
+
+@pytest.mark.parametrize("name", ["OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"])
+def test_a_thread_count_mxnet_cannot_read_is_one_line(name):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--epochs", "1"],
+                         env=clean_env(**{name: "two"}), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("ptb-lm: error: %s='two' is not a whole number" % name)
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_the_run_log_says_how_many_threads(tiny_corpus):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", tiny_corpus,
+                          "--epochs", "1", "--max-batches", "2", "--batch-size", "4", "--progress", "none",
+                          "--ctx", "cpu"],
+                         env=clean_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "MXNet's CPU threads: %d, one per physical core" % lscpu_physical_cores() in out.stdout
+
+
+def test_the_launcher_divides_the_cores_among_local_workers():
+    cores = lscpu_physical_cores()
+    base = clean_env(MXNET_OMP_MAX_THREADS=str(cores), **{_compat.DEFAULT_MARK: str(cores)})  # its own default
+    serve, worker = thread_environments(base, 2, local=True)
+    assert (serve["MXNET_OMP_MAX_THREADS"], worker["MXNET_OMP_MAX_THREADS"]) == ("1", str(max(1, cores // 2)))
+    assert _compat.user_chose_threads(worker), "a worker would count the cores again and take them all"
+    serve, worker = thread_environments(clean_env(OMP_NUM_THREADS="1"), 2, local=True)
+    assert "MXNET_OMP_MAX_THREADS" not in worker and worker["OMP_NUM_THREADS"] == "1"
