@@ -102,7 +102,12 @@ def set_mxnet_threads(environ=os.environ):
     only before mxnet is loaded, so it does nothing once mxnet is imported, nor where
     the cores cannot be told.
     """
-    if "mxnet" in sys.modules or user_chose_threads(environ):
+    if "mxnet" in sys.modules:
+        return
+    if "OMP_NUM_THREADS" in environ and environ.get("MXNET_OMP_MAX_THREADS", "") == environ.get(DEFAULT_MARK):
+        # ptb_lm's inherited default would outrank a later OMP_NUM_THREADS in MXNet: the user's choice rules
+        del environ["MXNET_OMP_MAX_THREADS"], environ[DEFAULT_MARK]
+    if user_chose_threads(environ):
         return
     cores = physical_cores()
     if cores:

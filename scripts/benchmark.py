@@ -229,8 +229,8 @@ def measure_interleaved(config_name, variants, data, max_batches, eval_batches, 
 def gemm_peak(size=1024, repeat=20):
     """GFLOP/s of an fp32 size^3 matrix product, best of 3, through MXNet's fastest GEMM path.
 
-    That is FullyConnected, which the CPU wheel runs on oneDNN; ``mx.nd.dot`` goes to the
-    wheel's BLAS and is several times slower here, so it would understate the peak.
+    That is FullyConnected, which the CPU wheel runs on oneDNN, the product the model's
+    decoder uses; ``mx.nd.dot`` goes to the wheel's own OpenBLAS instead.
     """
     from ptb_lm._compat import import_mxnet
 
@@ -357,6 +357,9 @@ def main(argv=None):
         "train GFLOP/s", "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
     if args.env:
         print("environment: %s" % " ".join(args.env))
+    from ptb_lm._compat import describe_threads
+
+    print("MXNet's CPU threads: %s" % describe_threads())
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
     if args.same_process:
         print("all variants of a config in one process, timed in turn (peak RSS: the process's)")

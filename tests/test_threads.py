@@ -78,6 +78,9 @@ def test_import_sets_one_thread_per_core_and_keeps_a_users_choice():
     assert child_environment(clean_env()) == [cores, "None"]
     assert child_environment(clean_env(OMP_NUM_THREADS="3")) == ["None", "3"]
     assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="5")) == ["5", "None"]
+    # a parent's default gives way to an OMP_NUM_THREADS set after it (MXNet would rank it above)
+    mark = {_compat.DEFAULT_MARK: "2"}
+    assert child_environment(clean_env(OMP_NUM_THREADS="3", MXNET_OMP_MAX_THREADS="2", **mark)) == ["None", "3"]
     # ptb_lm's default, inherited from a parent process on another machine, is counted again
     assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="7", **{_compat.DEFAULT_MARK: "7"})) == [cores, "None"]
 
