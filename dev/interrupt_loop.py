@@ -65,7 +65,7 @@ def classify(stack):
     files = [f.split(":", 1)[0] for f in frames]
     if "<frozen importlib._bootstrap>" in files:
         return "import"
-    if "plot_history" in names:
+    if "_draw_curves" in names:
         return "plot"
     if "checkpoint.py" in files or "save_checkpoint" in names:
         return "checkpoint"

@@ -27,6 +27,7 @@ import sys
 import time
 
 from ._compat import physical_cores, user_chose_threads
+from .children import last_line, package_environment
 from .errors import LaunchError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def check_host_reachable(host, timeout=5):
     except (OSError, subprocess.TimeoutExpired) as err:
         raise LaunchError("host %s cannot be reached over ssh (%s)" % (host, err)) from None
     if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["exit %d" % result.returncode])[-1]
+        reason = last_line(result.stderr, "exit %d" % result.returncode)
         raise LaunchError("host %s cannot be reached over ssh: %s" % (host, reason))
 
 
@@ -88,10 +89,6 @@ def read_hosts(path):
     if not hosts:
         raise LaunchError("--hosts %s lists no host" % path)
     return hosts
-
-
-def _package_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -188,9 +185,8 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     if hosts:
         for host in sorted(set(hosts)):
             check_host_reachable(host)
-    base = dict(os.environ, DMLC_PS_ROOT_URI=host_ip, DMLC_PS_ROOT_PORT=str(port),
+    base = dict(package_environment(os.environ), DMLC_PS_ROOT_URI=host_ip, DMLC_PS_ROOT_PORT=str(port),
                 DMLC_NUM_SERVER=str(num_servers), DMLC_NUM_WORKER=str(num_workers))
-    base["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), base.get("PYTHONPATH")) if p)
     serve_env, worker_env = thread_environments(base, num_workers, local=not hosts)
     group = ProcessGroup()
     interrupted = []

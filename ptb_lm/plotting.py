@@ -1,4 +1,13 @@
-"""Learning curves as a PNG: train and validation perplexity by epoch (matplotlib, an optional extra)."""
+"""Learning curves as a PNG: train and validation perplexity by epoch (matplotlib, an optional extra).
+
+A run redraws its curves.png after every epoch in a process of its own, ``python -m
+ptb_lm.plotting`` (:func:`main`), so that the training process never loads matplotlib:
+drawing there grew it by a few MB an epoch.
+"""
+
+import json
+import os
+import sys
 
 import matplotlib
 
@@ -39,3 +48,24 @@ def plot_history(events, path, title=None, reference=None, reference_label="refe
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def main():
+    """Draw one plot described on stdin, ``{"events": [...], "path": ...}`` (JSON); how a run draws curves.png.
+
+    The picture is drawn beside ``path`` and renamed over it, so a process killed
+    while drawing leaves the previous picture whole.
+    """
+    job = json.load(sys.stdin)
+    path = job["path"]
+    partial = "%s.partial.png" % path
+    try:
+        plot_history(job["events"], partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,11 +4,15 @@
 small functions so that a notebook can use them one by one.
 """
 
+import importlib.util
+import json
 import logging
 import math
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +22,7 @@ import numpy as np
 
 from ._compat import describe_threads, import_mxnet
 from .checkpoint import SaveDirLock, save_checkpoint
+from .children import last_line, package_environment
 from .config import check_fits_data
 from .context import resolve_contexts
 from .data import Corpus, batch_starts, batchify
@@ -35,6 +40,10 @@ mx = import_mxnet()
 from mxnet import gluon  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+# Seconds a child may take to draw curves.png: matplotlib's first import in a new environment builds
+# its font cache, which can take tens of seconds.
+PLOT_TIMEOUT = 300
 
 def seed_everything(seed):
     """Seed Python's, NumPy's and MXNet's generators (no-op for None, as the chapter)."""
@@ -183,18 +192,29 @@ class RunOutputs(object):
         if self.lock is None:
             return
         save_checkpoint(self.config.save_dir, run.model, self.config, run.corpus.dictionary, state, best=improved)
-        if self._plot_failed:
-            return
+        if not self._plot_failed and importlib.util.find_spec("matplotlib") is not None:  # an optional extra
+            self._draw_curves(history)
+
+    def _draw_curves(self, history):
+        """Redraw curves.png in a child process (ptb_lm.plotting), waiting for it; a failure is a warning.
+
+        In this process, matplotlib's figures grew it by a few MB an epoch (a bare process:
+        72.6 -> 92.2 MB over 25 plots), and a Ctrl-C inside its renderer could crash it.
+        The child has a session of its own, so a Ctrl-C at the terminal lets it finish
+        the picture, and the run stops after it (:class:`CtrlC`); a second Ctrl-C ends it.
+        """
+        path = os.path.join(self.config.save_dir, "curves.png")
+        job = {"path": path, "events": [e for e in history.events if e["event"] in ("epoch", "test")]}
         try:
-            from .plotting import plot_history
-        except ImportError:  # matplotlib is an optional extra
-            return
-        try:
-            plot_history(history.events, os.path.join(self.config.save_dir, "curves.png"))
-        except Exception as err:  # noqa: BLE001 - a full disk, a font problem: the run goes on
+            child = subprocess.run([sys.executable, "-m", "ptb_lm.plotting"], input=json.dumps(job),
+                                   capture_output=True, text=True, timeout=PLOT_TIMEOUT, start_new_session=True,
+                                   env=package_environment(os.environ))
+            failure = None if child.returncode == 0 else last_line(child.stderr, "exit %d" % child.returncode)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            failure = str(err)
+        if failure:
             self._plot_failed = True
-            logger.warning("could not draw %s/curves.png (%s); training goes on without it",
-                           self.config.save_dir, err)
+            logger.warning("could not draw %s (%s); training goes on without it", path, failure)
 
 
 class CtrlC(object):
@@ -203,7 +223,8 @@ class CtrlC(object):
     Python raises KeyboardInterrupt in whatever Python code runs when SIGINT
     comes: inside an ``NDArray.__del__`` it is printed and ignored (the Ctrl-C is
     lost), and inside a callback of matplotlib's Agg renderer it made the process
-    die of SIGSEGV. So the handler only notes the request; the training and
+    die of SIGSEGV (the curves are now drawn in a child process, which a terminal's
+    Ctrl-C does not reach). So the handler only notes the request; the training and
     evaluation loops call :meth:`check` between batches, and the run checks after
     each checkpoint and plot, where stopping loses nothing. A second Ctrl-C
     interrupts at once. Only the main thread can set a handler; elsewhere (and

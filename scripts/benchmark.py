@@ -49,6 +49,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from ptb_lm.children import last_line  # noqa: E402
+
 VARIANTS = {
     "imperative": dict(engine="imperative", flat=False, sparse=False, softmax=False, packed=False, window=False),
     "hybridized": dict(engine="fast", flat=False, sparse=False, softmax=False, packed=False, window=False),
@@ -110,11 +112,6 @@ def gflops(config, vocab, train_tokens_per_sec, eval_tokens_per_sec):
 
     flops = count_flops_per_token(config.mode, vocab, config.embed_dim, config.hidden_dim, config.num_layers)
     return dict(train_gflops=3 * flops * train_tokens_per_sec / 1e9, eval_gflops=flops * eval_tokens_per_sec / 1e9)
-
-
-def last_line(text, default):
-    """The last non-empty line of a child's stderr, for a one-line error."""
-    return (text.strip().splitlines() or [default])[-1]
 
 
 def build(config_name, variant, corpus, data, seed, warmup):

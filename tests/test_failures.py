@@ -94,16 +94,62 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tin
     load(save)  # whole and verified
 
 
-def test_a_plot_that_fails_never_ends_the_run(tiny_corpus, tmp_path, monkeypatch, caplog):
-    import ptb_lm.plotting
-
-    def full_disk(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(ptb_lm.plotting, "plot_history", full_disk)
-    history = fit(tiny_config(tiny_corpus, epochs=2, save_dir=str(tmp_path / "run")))
+def test_a_plot_that_fails_never_ends_the_run(tiny_corpus, tmp_path, caplog):
+    save = tmp_path / "run"
+    (save / "curves.png").mkdir(parents=True)  # matplotlib cannot write the picture there
+    history = fit(tiny_config(tiny_corpus, epochs=2, save_dir=str(save)))
     assert len(history.of("epoch")) == 2 and history.test is not None
-    assert "curves.png" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if "curves.png" in r.getMessage()]
+    assert len(warnings) == 1 and "Is a directory" in warnings[0], warnings  # once, with the child's reason
+
+
+def test_the_training_process_never_loads_matplotlib(tiny_corpus, tmp_path):
+    """The curves are drawn in a child process: matplotlib's figures grew the training process epoch by epoch."""
+    save = str(tmp_path / "run")
+    code = ("import sys; from ptb_lm import TrainConfig, fit; "
+            "fit(TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=2, data=%r, ctx='cpu', "
+            "progress='none', save_dir=%r)); print('matplotlib' in sys.modules)" % (tiny_corpus, save))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "False"
+    assert os.path.isfile(os.path.join(save, "curves.png"))
+
+
+def plotting_child_of(pid):
+    """The PID of a live ``python -m ptb_lm.plotting`` whose parent is ``pid``, or None."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % entry) as stat, open("/proc/%s/cmdline" % entry, "rb") as cmdline:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid and b"ptb_lm.plotting" in cmdline.read():
+                    return int(entry)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def test_ctrl_c_at_the_terminal_lets_the_plot_finish_and_stops_the_run(tiny_corpus, tmp_path):
+    """A terminal's Ctrl-C reaches its whole process group: the plotting child, in a session of its own, finishes
+    the picture, and the run stops after it with the epoch saved."""
+    save = str(tmp_path / "run")
+    run = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", tiny_corpus,
+                            "--save-dir", save] + TINY + ["--epochs", "100000"], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and plotting_child_of(run.pid) is None:
+            time.sleep(0.01)
+        assert plotting_child_of(run.pid) is not None, "no plot was ever drawn"
+        os.killpg(run.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "could not draw" not in err, err
+    epoch = json.load(open(os.path.join(save, "last", "state.json")))["epoch"]
+    assert "holds epoch %d" % epoch in err
+    with open(os.path.join(save, "curves.png"), "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_two_runs_on_one_save_dir_the_second_is_refused(tiny_corpus, tmp_path):
