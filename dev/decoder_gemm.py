@@ -16,9 +16,10 @@ gradients), the best of four tries of ten steps, for:
   MXNet's own arrays, so that MXNet's autograd and engine drive them; and how far its
   values and gradients are from FullyConnected's (relative, max over elements).
 
-On this project's 2-core AVX2 machine numpy alone was about 1.7x faster than FullyConnected,
-and the custom operator lost that again in the hand-over between the two thread pools (see
-the README's Speed section).
+On this project's 2-core AVX2 machine numpy alone first looked about 1.6x faster than
+FullyConnected. That was MXNet running its operators on one of the two cores (MXNet's
+default; see "MXNet's threads" in the README): with one thread a core, as ptb_lm now
+sets, FullyConnected was as fast as numpy alone, and the custom operator slower than both.
 """
 import ctypes
 import os
