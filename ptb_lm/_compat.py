@@ -27,6 +27,7 @@ supported Python.
 
 import glob
 import os
+import re
 import sys
 
 import numpy as np
@@ -61,14 +62,18 @@ def physical_cores(sysfs="/sys", cpus=None):
             with open(os.path.join(topology, "physical_package_id")) as package, \
                     open(os.path.join(topology, "core_id")) as core:
                 cores.add((package.read().strip(), core.read().strip()))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a file that is not text
         return None
     quota = _cgroup_cpu_quota(sysfs)
     return max(1, min(len(cores), quota)) if quota else len(cores) or None
 
 
 def _cgroup_cpu_quota(sysfs):
-    """CPUs' worth of time a container's cgroup allows (rounded up), or None when unlimited or unknown."""
+    """CPUs' worth of time the cgroup at the top of /sys/fs/cgroup allows (a container's; rounded up), or None.
+
+    None when unlimited or unknown; nested cgroups (a systemd slice seen without a
+    cgroup namespace) are not followed.
+    """
     limits = []
     v1_quotas = glob.glob(os.path.join(sysfs, "fs/cgroup/cpu*/cpu.cfs_quota_us"))
     for path in [os.path.join(sysfs, "fs/cgroup/cpu.max")] + v1_quotas:
@@ -80,19 +85,22 @@ def _cgroup_cpu_quota(sysfs):
             else:
                 with open(os.path.join(os.path.dirname(path), "cpu.cfs_period_us")) as f:
                     quota, period = fields[0], f.read().strip()
-            if quota not in ("max", "-1"):
+            if quota not in ("max", "-1") and int(quota) > 0 and int(period) > 0:
                 limits.append(-(-int(quota) // int(period)))
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError, IndexError):  # ValueError: not a number, or not text
             continue
     return min(limits) if limits else None
 
 
 def user_chose_threads(environ=os.environ):
-    """Whether ``environ`` holds a thread count of the user's (or a launcher's), not ptb_lm's inherited default."""
-    if "OMP_NUM_THREADS" in environ:
+    """Whether ``environ`` holds a thread count of the user's (or a launcher's), not ptb_lm's inherited default.
+
+    An empty value counts as unset, as MXNet reads it.
+    """
+    if environ.get("OMP_NUM_THREADS"):
         return True
     value = environ.get("MXNET_OMP_MAX_THREADS")
-    return value is not None and value != environ.get(DEFAULT_MARK)
+    return bool(value) and value != environ.get(DEFAULT_MARK)
 
 
 def set_mxnet_threads(environ=os.environ):
@@ -104,9 +112,11 @@ def set_mxnet_threads(environ=os.environ):
     """
     if "mxnet" in sys.modules:
         return
-    if "OMP_NUM_THREADS" in environ and environ.get("MXNET_OMP_MAX_THREADS", "") == environ.get(DEFAULT_MARK):
-        # ptb_lm's inherited default would outrank a later OMP_NUM_THREADS in MXNet: the user's choice rules
-        del environ["MXNET_OMP_MAX_THREADS"], environ[DEFAULT_MARK]
+    if environ.get("OMP_NUM_THREADS") and environ.get("MXNET_OMP_MAX_THREADS", "") == environ.get(DEFAULT_MARK):
+        # A user's OMP_NUM_THREADS set after ptb_lm's default was inherited: MXNet would follow it anyway
+        # (it ranks OMP_NUM_THREADS first); dropping the default leaves nothing to contradict it.
+        environ.pop("MXNET_OMP_MAX_THREADS", None)
+        environ.pop(DEFAULT_MARK, None)
     if user_chose_threads(environ):
         return
     cores = physical_cores()
@@ -118,20 +128,17 @@ def check_thread_variables(environ=os.environ):
     """Raise ConfigError for a thread count MXNet cannot parse: it would abort the process without a word of ours."""
     for name in THREAD_VARIABLES:
         value = environ.get(name)
-        if value is None:
-            continue
-        try:
-            int(value)
-        except ValueError:
+        if value and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value, re.ASCII):  # what MXNet's parser takes
             raise ConfigError("%s=%r is not a whole number, and MXNet would abort on it: set a number of threads "
                               "such as %s, or unset it (ptb_lm then uses one thread per physical core)"
-                              % (name, value, physical_cores() or 1)) from None
+                              % (name, value, physical_cores() or 1))
 
 
 def describe_threads(environ=os.environ):
     """How many OpenMP threads MXNet's operators use, and why, in a few words (for logs and the doctor)."""
     if user_chose_threads(environ):
-        name = next(name for name in ("MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS") if name in environ)
+        # MXNet follows OMP_NUM_THREADS when it is set, whatever MXNET_OMP_MAX_THREADS says
+        name = next(name for name in THREAD_VARIABLES if environ.get(name))
         return "%s, as %s=%s in the environment says" % (environ[name], name, environ[name])
     if "MXNET_OMP_MAX_THREADS" in environ:
         return "%s, one per physical core" % environ["MXNET_OMP_MAX_THREADS"]

@@ -18,3 +18,8 @@ def package_environment(environ):
 def last_line(text, default):
     """The last non-empty line of a child's output, which says why it failed (a traceback's last line is the error)."""
     return (text.strip().splitlines() or [default])[-1]
+
+
+def partial_path(path):
+    """Where a child writes a file before renaming it over ``path``, so that a kill leaves the old one whole."""
+    return "%s.partial%s" % os.path.splitext(path)

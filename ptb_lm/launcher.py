@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from ._compat import physical_cores, user_chose_threads
+from ._compat import DEFAULT_MARK, check_thread_variables, physical_cores, user_chose_threads
 from .children import last_line, package_environment
 from .errors import LaunchError
 
@@ -155,13 +155,15 @@ def thread_environments(base, num_workers, local):
     serve_env, worker_env = dict(base), dict(base)
     if user_chose_threads(base):
         return serve_env, worker_env
+    cores = physical_cores() if local else None
+    for env in (serve_env, worker_env) if cores else (serve_env,):
+        env.pop(DEFAULT_MARK, None)  # unmarked, these values are choices the processes keep
     serve_env["MXNET_OMP_MAX_THREADS"] = "1"
-    if local:
-        cores = physical_cores()
-        share = max(1, (cores or 1) // num_workers)
+    if cores:  # unknown cores: each worker keeps MXNet's own default
+        share = max(1, cores // num_workers)
         worker_env["MXNET_OMP_MAX_THREADS"] = str(share)
-        logger.info("%d local workers share %s physical cores: MXNet's threads, %d per worker",
-                    num_workers, cores or "an unknown number of", share)
+        logger.info("%d local workers share %d physical cores: MXNet's threads, %d per worker",
+                    num_workers, cores, share)
     return serve_env, worker_env
 
 
@@ -175,6 +177,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     """
     if num_workers < 1:
         raise LaunchError("--local / the number of workers must be at least 1")
+    check_thread_variables()  # before any process starts: each would say it on its own
     if num_servers is not None and num_servers < 1:
         raise LaunchError("--servers must be at least 1, got %d" % num_servers)
     num_servers = num_servers or 1

@@ -1,8 +1,8 @@
 """Learning curves as a PNG: train and validation perplexity by epoch (matplotlib, an optional extra).
 
-A run redraws its curves.png after every epoch in a process of its own, ``python -m
-ptb_lm.plotting`` (:func:`main`), so that the training process never loads matplotlib:
-drawing there grew it by a few MB an epoch.
+A run redraws its curves.png after every epoch in a process of its own (:func:`main`,
+started by ptb_lm.runner), so that the training process never loads matplotlib: drawing
+there grew it by a few MB an epoch.
 """
 
 import json
@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .children import partial_path  # noqa: E402
 from .errors import DataError  # noqa: E402
 from .reporting import perplexity  # noqa: E402
 
@@ -58,7 +59,7 @@ def main():
     """
     job = json.load(sys.stdin)
     path = job["path"]
-    partial = "%s.partial.png" % path
+    partial = partial_path(path)
     try:
         plot_history(job["events"], partial)
         os.replace(partial, path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._compat import describe_threads, import_mxnet
 from .checkpoint import SaveDirLock, save_checkpoint
-from .children import last_line, package_environment
+from .children import PACKAGE_ROOT, last_line, partial_path
 from .config import check_fits_data
 from .context import resolve_contexts
 from .data import Corpus, batch_starts, batchify
@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 # Seconds a child may take to draw curves.png: matplotlib's first import in a new environment builds
 # its font cache, which can take tens of seconds.
 PLOT_TIMEOUT = 300
+# The plotting child: this ptb_lm, whatever the working directory holds.
+PLOTTER = "import sys; sys.path.insert(0, %r); from ptb_lm.plotting import main; main()"
+
 
 def seed_everything(seed):
     """Seed Python's, NumPy's and MXNet's generators (no-op for None, as the chapter)."""
@@ -200,19 +203,34 @@ class RunOutputs(object):
 
         In this process, matplotlib's figures grew it by a few MB an epoch (a bare process:
         72.6 -> 92.2 MB over 25 plots), and a Ctrl-C inside its renderer could crash it.
-        The child has a session of its own, so a Ctrl-C at the terminal lets it finish
-        the picture, and the run stops after it (:class:`CtrlC`); a second Ctrl-C ends it.
+        The child stays in this process's group, so whatever ends the group (a closed
+        terminal, the launcher's SIGTERM) ends it too; but it starts with SIGINT blocked
+        (a blocked signal mask survives exec), so a Ctrl-C at the terminal lets it finish
+        the picture. This process's own SIGINT is blocked only while the child starts;
+        :class:`CtrlC` then gets it, and the run stops after the plot.
         """
         path = os.path.join(self.config.save_dir, "curves.png")
         job = {"path": path, "events": [e for e in history.events if e["event"] in ("epoch", "test")]}
         try:
-            child = subprocess.run([sys.executable, "-m", "ptb_lm.plotting"], input=json.dumps(job),
-                                   capture_output=True, text=True, timeout=PLOT_TIMEOUT, start_new_session=True,
-                                   env=package_environment(os.environ))
-            failure = None if child.returncode == 0 else last_line(child.stderr, "exit %d" % child.returncode)
+            unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # pending, never lost
+            try:
+                child = subprocess.Popen([sys.executable, "-c", PLOTTER % PACKAGE_ROOT], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+            try:
+                _, errors = child.communicate(json.dumps(job), timeout=PLOT_TIMEOUT)
+            finally:
+                if child.poll() is None:  # a timeout, or a second Ctrl-C
+                    child.kill()
+                    child.wait()
+            failure = None if child.returncode == 0 else last_line(errors, "exit %d" % child.returncode)
         except (OSError, subprocess.TimeoutExpired) as err:
             failure = str(err)
         if failure:
+            partial = partial_path(path)  # a child killed while drawing leaves it
+            if os.path.exists(partial):
+                os.remove(partial)
             self._plot_failed = True
             logger.warning("could not draw %s (%s); training goes on without it", path, failure)
 

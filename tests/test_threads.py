@@ -25,6 +25,12 @@ def lscpu_physical_cores():
     return len({(socket, core) for cpu, core, socket in rows if int(cpu) in allowed})
 
 
+def expected_cores():
+    """What ptb_lm should count here: lscpu's cores, at most a container's CPU quota."""
+    quota = _compat._cgroup_cpu_quota("/sys")
+    return min(lscpu_physical_cores(), quota) if quota else lscpu_physical_cores()
+
+
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in THREAD_NAMES}
     env.update(extra)
@@ -62,9 +68,16 @@ def test_physical_cores_tells_packages_apart_and_obeys_a_cgroup_quota(tmp_path):
 
 
 def test_physical_cores_on_this_machine_agrees_with_lscpu():
-    quota = _compat._cgroup_cpu_quota("/sys")
-    expected = lscpu_physical_cores()
-    assert _compat.physical_cores() == (min(expected, quota) if quota else expected)
+    assert _compat.physical_cores() == expected_cores()
+
+
+def test_odd_cgroup_files_are_ignored_and_odd_topology_is_unknown(tmp_path):
+    for quota in ("100000 0", "0 100000", "-5 100000", "x y", ""):
+        root = fake_sysfs(tmp_path / ("q%d" % len(list(tmp_path.iterdir()))), HYPERTHREADED, quota)
+        assert _compat.physical_cores(root, {0, 1, 2, 3}) == 2, quota
+    root = fake_sysfs(tmp_path / "binary", {0: (0, 0)})
+    (tmp_path / "binary/devices/system/cpu/cpu0/topology/core_id").write_bytes(b"\xff\xfe")
+    assert _compat.physical_cores(root, {0}) is None
 
 
 def child_environment(env):
@@ -74,8 +87,9 @@ def child_environment(env):
 
 
 def test_import_sets_one_thread_per_core_and_keeps_a_users_choice():
-    cores = str(lscpu_physical_cores())
+    cores = str(expected_cores())
     assert child_environment(clean_env()) == [cores, "None"]
+    assert child_environment(clean_env(OMP_NUM_THREADS="")) == [cores]  # empty counts as unset, as MXNet reads it
     assert child_environment(clean_env(OMP_NUM_THREADS="3")) == ["None", "3"]
     assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="5")) == ["5", "None"]
     # a parent's default gives way to an OMP_NUM_THREADS set after it (MXNet would rank it above)
@@ -106,15 +120,18 @@ def test_mxnet_runs_a_product_on_one_thread_per_physical_core():
     # An OpenMP team of n threads adds n - 1 to the process's threads; MXNet's own default would add none
     # on a machine of one thread a core.
     one = threads_after_a_product(clean_env(MXNET_OMP_MAX_THREADS="1"))
-    assert threads_after_a_product(clean_env()) - one == lscpu_physical_cores() - 1
+    assert threads_after_a_product(clean_env()) - one == expected_cores() - 1
 
 
-@pytest.mark.parametrize("name", ["OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"])
-def test_a_thread_count_mxnet_cannot_read_is_one_line(name):
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--epochs", "1"],
-                         env=clean_env(**{name: "two"}), capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("name, value", [("OMP_NUM_THREADS", "two"), ("MXNET_OMP_MAX_THREADS", "two"),
+                                         ("OMP_NUM_THREADS", "4,2"), ("MXNET_OMP_MAX_THREADS", "1_0")])
+@pytest.mark.parametrize("script", ["train.py", "launch.py"])
+def test_a_thread_count_mxnet_cannot_read_is_one_line(name, value, script):
+    args = ["--epochs", "1"] if script == "train.py" else ["--local", "2", "--", "--epochs", "1"]
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script)] + args,
+                         env=clean_env(**{name: value}), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.startswith("ptb-lm: error: %s='two' is not a whole number" % name)
+    assert out.stderr.startswith("ptb-lm: error: %s=%r is not a whole number" % (name, value)), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
@@ -124,14 +141,19 @@ def test_the_run_log_says_how_many_threads(tiny_corpus):
                           "--ctx", "cpu"],
                          env=clean_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert "MXNet's CPU threads: %d, one per physical core" % lscpu_physical_cores() in out.stdout
+    assert "MXNet's CPU threads: %d, one per physical core" % expected_cores() in out.stdout
 
 
-def test_the_launcher_divides_the_cores_among_local_workers():
-    cores = lscpu_physical_cores()
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_launcher_divides_the_cores_among_local_workers(workers, monkeypatch):
+    cores = expected_cores()
     base = clean_env(MXNET_OMP_MAX_THREADS=str(cores), **{_compat.DEFAULT_MARK: str(cores)})  # its own default
-    serve, worker = thread_environments(base, 2, local=True)
-    assert (serve["MXNET_OMP_MAX_THREADS"], worker["MXNET_OMP_MAX_THREADS"]) == ("1", str(max(1, cores // 2)))
-    assert _compat.user_chose_threads(worker), "a worker would count the cores again and take them all"
+    serve, worker = thread_environments(base, workers, local=True)
+    assert (serve["MXNET_OMP_MAX_THREADS"], worker["MXNET_OMP_MAX_THREADS"]) == ("1", str(max(1, cores // workers)))
+    assert _compat.user_chose_threads(worker) and _compat.user_chose_threads(serve)  # kept, not counted again
+    monkeypatch.setattr("ptb_lm.launcher.physical_cores", lambda: None)  # cores unknown: MXNet's own default
+    serve, worker = thread_environments(base, workers, local=True)
+    assert serve["MXNET_OMP_MAX_THREADS"] == "1" and worker["MXNET_OMP_MAX_THREADS"] == str(cores)
+    assert not _compat.user_chose_threads(worker)
     serve, worker = thread_environments(clean_env(OMP_NUM_THREADS="1"), 2, local=True)
     assert "MXNET_OMP_MAX_THREADS" not in worker and worker["OMP_NUM_THREADS"] == "1"
