@@ -326,7 +326,13 @@ def main(argv=None):
     for item in args.env:
         name, _, value = item.partition("=")
         os.environ[name] = value  # inherited by the spawned measuring processes
-    peak = gemm_peak()
+    from ptb_lm._compat import MXNetUnavailable
+    from ptb_lm.errors import PtbLmError
+
+    try:
+        peak = gemm_peak()  # the first import of mxnet: a thread count it cannot read, or no mxnet at all
+    except (PtbLmError, MXNetUnavailable) as err:
+        parser.exit(2, "ptb-lm: error: %s\n" % err)
     configs, variants = args.configs.split(","), args.variants.split(",")
     runs = []  # round by round, so that a drift of the machine's speed hits every variant alike
     if args.same_process:

@@ -125,9 +125,10 @@ def test_mxnet_runs_a_product_on_one_thread_per_physical_core():
 
 @pytest.mark.parametrize("name, value", [("OMP_NUM_THREADS", "two"), ("MXNET_OMP_MAX_THREADS", "two"),
                                          ("OMP_NUM_THREADS", "4,2"), ("MXNET_OMP_MAX_THREADS", "1_0")])
-@pytest.mark.parametrize("script", ["train.py", "launch.py"])
+@pytest.mark.parametrize("script", ["train.py", "launch.py", "benchmark.py"])
 def test_a_thread_count_mxnet_cannot_read_is_one_line(name, value, script):
-    args = ["--epochs", "1"] if script == "train.py" else ["--local", "2", "--", "--epochs", "1"]
+    args = {"train.py": ["--epochs", "1"], "launch.py": ["--local", "2", "--", "--epochs", "1"],
+            "benchmark.py": ["--configs", "chapter", "--variants", "fast", "--max-batches", "1"]}[script]
     out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script)] + args,
                          env=clean_env(**{name: value}), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
