@@ -49,10 +49,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")
 DEFAULT_MARK = "PTB_LM_DEFAULT_THREADS"
 
 
-def physical_cores(sysfs="/sys", cpus=None):
-    """Physical cores among ``cpus`` (default: those this process may run on), at most a cgroup's CPU quota.
+def physical_cores(sysfs="/sys", cpus=None, proc="/proc"):
+    """Physical cores among ``cpus`` (default: those this process may run on), at most its cgroups' CPU quota.
 
-    None if the topology cannot be read (``sysfs`` is /sys, or a stand-in for tests).
+    None if the topology cannot be read (``sysfs`` and ``proc`` are /sys and /proc, or stand-ins for tests).
     """
     cpus = os.sched_getaffinity(0) if cpus is None else cpus
     cores = set()
@@ -64,19 +64,38 @@ def physical_cores(sysfs="/sys", cpus=None):
                 cores.add((package.read().strip(), core.read().strip()))
     except (OSError, ValueError):  # ValueError: a file that is not text
         return None
-    quota = _cgroup_cpu_quota(sysfs)
+    quota = _cgroup_cpu_quota(sysfs, proc)
     return max(1, min(len(cores), quota)) if quota else len(cores) or None
 
 
-def _cgroup_cpu_quota(sysfs):
-    """CPUs' worth of time the cgroup at the top of /sys/fs/cgroup allows (a container's; rounded up), or None.
+def _cgroup_cpu_quota(sysfs, proc="/proc"):
+    """CPUs' worth of time this process's cgroups allow (rounded up), or None when unlimited or unknown.
 
-    None when unlimited or unknown; nested cgroups (a systemd slice seen without a
-    cgroup namespace) are not followed.
+    A quota binds every cgroup below it, so the cgroup named in /proc/self/cgroup and each
+    of its ancestors are read, up to the mount's top: a container's own (it sees its cgroup
+    as the top) and a systemd slice's or a batch job's (nested, seen from the host) alike.
+    cgroup v2 (cpu.max), also under a hybrid layout's unified/, and v1 (cpu.cfs_quota_us).
     """
+    v1_path = v2_path = "/"
+    try:
+        with open(os.path.join(proc, "self/cgroup")) as f:
+            for line in f:  # "0::/user.slice/x.scope" (v2), "4:cpu,cpuacct:/docker/abc" (v1)
+                fields = line.rstrip("\n").split(":", 2)
+                if len(fields) != 3:
+                    continue
+                if fields[0] == "0" and fields[1] == "":
+                    v2_path = fields[2]
+                elif "cpu" in fields[1].split(","):
+                    v1_path = fields[2]
+    except (OSError, ValueError):  # ValueError: a file that is not text
+        pass
+    mount = os.path.join(sysfs, "fs/cgroup")
+    quota_files = [os.path.join(folder, "cpu.max")
+                   for root in (mount, os.path.join(mount, "unified")) for folder in _cgroup_folders(root, v2_path)]
+    quota_files += [os.path.join(folder, "cpu.cfs_quota_us")
+                    for root in glob.glob(os.path.join(mount, "cpu*")) for folder in _cgroup_folders(root, v1_path)]
     limits = []
-    v1_quotas = glob.glob(os.path.join(sysfs, "fs/cgroup/cpu*/cpu.cfs_quota_us"))
-    for path in [os.path.join(sysfs, "fs/cgroup/cpu.max")] + v1_quotas:
+    for path in quota_files:
         try:
             with open(path) as f:
                 fields = f.read().split()
@@ -87,9 +106,19 @@ def _cgroup_cpu_quota(sysfs):
                     quota, period = fields[0], f.read().strip()
             if quota not in ("max", "-1") and int(quota) > 0 and int(period) > 0:
                 limits.append(-(-int(quota) // int(period)))
-        except (OSError, ValueError, IndexError):  # ValueError: not a number, or not text
+        except (OSError, ValueError, IndexError):  # missing, not a number, or not text
             continue
     return min(limits) if limits else None
+
+
+def _cgroup_folders(root, path):
+    """``root`` and its folders down ``path`` (a cgroup path as /proc/self/cgroup gives it): the cgroup's ancestors and itself."""
+    folders = [root]
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            continue
+        folders.append(os.path.join(folders[-1], part))
+    return folders
 
 
 def user_chose_threads(environ=os.environ):

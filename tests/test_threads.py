@@ -38,7 +38,10 @@ def clean_env(**extra):
 
 
 def fake_sysfs(root, topology, quota=None):
-    """A /sys with CPUs {cpu: (package, core)} and, optionally, a cgroup v2 cpu.max line."""
+    """A /sys with CPUs {cpu: (package, core)} and, optionally, a cgroup v2 cpu.max line at the top.
+
+    Give ``proc=`` the same folder: a /proc without self/cgroup, so the top is all that is read.
+    """
     for cpu, (package, core) in topology.items():
         folder = root / ("devices/system/cpu/cpu%d/topology" % cpu)
         folder.mkdir(parents=True)
@@ -56,15 +59,44 @@ HYPERTHREADED = {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)}
 
 @pytest.mark.parametrize("cpus, cores", [({0, 1, 2, 3}, 2), ({0, 2}, 1), ({0, 1}, 2), ({3}, 1)])
 def test_physical_cores_counts_cores_not_hyperthreads(tmp_path, cpus, cores):
-    assert _compat.physical_cores(fake_sysfs(tmp_path, HYPERTHREADED), cpus) == cores
+    assert _compat.physical_cores(fake_sysfs(tmp_path, HYPERTHREADED), cpus, proc=str(tmp_path)) == cores
 
 
 def test_physical_cores_tells_packages_apart_and_obeys_a_cgroup_quota(tmp_path):
     two_sockets = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)}  # core ids repeat on the second socket
-    assert _compat.physical_cores(fake_sysfs(tmp_path / "a", two_sockets), {0, 1, 2, 3}) == 4
-    assert _compat.physical_cores(fake_sysfs(tmp_path / "b", two_sockets, "150000 100000"), {0, 1, 2, 3}) == 2
-    assert _compat.physical_cores(fake_sysfs(tmp_path / "c", two_sockets, "max 100000"), {0, 1, 2, 3}) == 4
-    assert _compat.physical_cores(str(tmp_path / "nothing"), {0}) is None
+    for name, quota, cores in [("a", None, 4), ("b", "150000 100000", 2), ("c", "max 100000", 4)]:
+        root = fake_sysfs(tmp_path / name, two_sockets, quota)
+        assert _compat.physical_cores(root, {0, 1, 2, 3}, proc=root) == cores, quota
+    assert _compat.physical_cores(str(tmp_path / "nothing"), {0}, proc=str(tmp_path / "nothing")) is None
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("layout", ["v2", "hybrid", "v1"])
+def test_a_quota_on_a_nested_cgroup_or_its_ancestors_binds(tmp_path, layout):
+    """A systemd slice or a batch job seen from the host: the quota sits below /sys/fs/cgroup, on the
+    process's cgroup (as /proc/self/cgroup names it) or on one of its parents."""
+    four_cores = {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (0, 3)}
+    cgroup = "/job.slice/run.scope"
+    for quota_at, quota in [("job.slice/run.scope", 1), ("job.slice", 3)]:  # its own cgroup, then its parent
+        root = tmp_path / layout / str(quota)
+        sysfs = fake_sysfs(root, four_cores)
+        if layout == "v1":
+            write(root / "self/cgroup", "5:memory:/elsewhere\n4:cpu,cpuacct:%s\n0::/\n" % cgroup)
+            folder = root / "fs/cgroup/cpu,cpuacct" / quota_at
+            write(folder / "cpu.cfs_quota_us", "%d\n" % (quota * 50000))
+            write(folder / "cpu.cfs_period_us", "50000\n")
+        else:
+            write(root / "self/cgroup", ("1:name=systemd:/x\n" if layout == "hybrid" else "") + "0::%s\n" % cgroup)
+            top = root / ("fs/cgroup/unified" if layout == "hybrid" else "fs/cgroup")
+            write(top / quota_at / "cpu.max", "%d 100000\n" % (quota * 100000))
+            write(top / "cpu.max", "max 100000\n")
+        assert _compat.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(root)) == quota, (layout, quota_at)
+        # without /proc/self/cgroup only the top is read, where there is no quota
+        assert _compat.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(tmp_path / "no-proc")) == 4
 
 
 def test_physical_cores_on_this_machine_agrees_with_lscpu():
@@ -74,10 +106,10 @@ def test_physical_cores_on_this_machine_agrees_with_lscpu():
 def test_odd_cgroup_files_are_ignored_and_odd_topology_is_unknown(tmp_path):
     for quota in ("100000 0", "0 100000", "-5 100000", "x y", ""):
         root = fake_sysfs(tmp_path / ("q%d" % len(list(tmp_path.iterdir()))), HYPERTHREADED, quota)
-        assert _compat.physical_cores(root, {0, 1, 2, 3}) == 2, quota
+        assert _compat.physical_cores(root, {0, 1, 2, 3}, proc=root) == 2, quota
     root = fake_sysfs(tmp_path / "binary", {0: (0, 0)})
     (tmp_path / "binary/devices/system/cpu/cpu0/topology/core_id").write_bytes(b"\xff\xfe")
-    assert _compat.physical_cores(root, {0}) is None
+    assert _compat.physical_cores(root, {0}, proc=root) is None
 
 
 def child_environment(env):
