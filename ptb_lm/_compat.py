@@ -18,6 +18,15 @@ physical core instead, through MXNET_OMP_MAX_THREADS (MXNet's own knob for its
 operators; it leaves numpy's and other libraries' threads alone). A choice of
 the user's, in either variable, is kept.
 
+And one more: MXNet's default engine (ThreadedEnginePerDevice) hands every
+operator from the Python thread to worker threads, each with an OpenMP team of
+its own (8 threads in a process that has run one product, on 2 cores). With the
+CPU wheel :func:`set_mxnet_engine` picks NaiveEngine, which runs each operator
+on the calling thread as it is called (3 threads), through MXNET_ENGINE_TYPE:
+on the 2-core machine a training batch took 1.2-1.5x less time, with the same
+numbers. The GPU wheel keeps MXNet's engine, whose asynchrony a GPU needs. A
+choice of the user's is kept here too.
+
 Import mxnet through :func:`import_mxnet` only, so that a missing or unusable
 install ends with one message that names the command to fix it. ``import ptb_lm``
 already restores the alias and sets the threads (:func:`make_mxnet_importable`),
@@ -29,6 +38,7 @@ import glob
 import os
 import re
 import sys
+import tempfile
 
 import numpy as np
 
@@ -47,6 +57,13 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")
 # ptb_lm's own default is set in the environment (MXNet reads nothing else), so child processes inherit
 # it; this mark, holding the value set, tells it from a user's choice, which is kept.
 DEFAULT_MARK = "PTB_LM_DEFAULT_THREADS"
+# The engine, read when MXNet runs its first operation; set and marked in the same way (an empty mark with
+# the variable unset asks for MXNet's own engine: the launcher's scheduler and servers). MXNet takes these
+# three names and fails on anything else, an empty value too.
+ENGINE_VARIABLE = "MXNET_ENGINE_TYPE"
+ENGINE_MARK = "PTB_LM_DEFAULT_ENGINE"
+ENGINES = ("NaiveEngine", "ThreadedEngine", "ThreadedEnginePerDevice")
+CPU_ENGINE = "NaiveEngine"
 
 
 def physical_cores(sysfs="/sys", cpus=None, proc="/proc"):
@@ -153,14 +170,43 @@ def set_mxnet_threads(environ=os.environ):
         environ["MXNET_OMP_MAX_THREADS"] = environ[DEFAULT_MARK] = str(cores)
 
 
-def check_thread_variables(environ=os.environ):
-    """Raise ConfigError for a thread count MXNet cannot parse: it would abort the process without a word of ours."""
+def user_chose_engine(environ=os.environ):
+    """Whether ``environ`` names an engine of the user's (or a launcher's), not ptb_lm's inherited default."""
+    return ENGINE_VARIABLE in environ and environ[ENGINE_VARIABLE] != environ.get(ENGINE_MARK)
+
+
+def set_mxnet_engine(environ=os.environ):
+    """With the CPU wheel, have MXNet run each operator on the calling thread (NaiveEngine), unless the user chose.
+
+    Sets MXNET_ENGINE_TYPE (and :data:`ENGINE_MARK`) in ``environ``; with the GPU wheel,
+    or none, it leaves MXNet's default. Like the threads, it has effect only before
+    mxnet is loaded.
+    """
+    if "mxnet" in sys.modules or user_chose_engine(environ):
+        return
+    if environ.get(ENGINE_MARK) == "" and ENGINE_VARIABLE not in environ:  # MXNet's own engine, asked for
+        return
+    from .native import CPU_DISTRIBUTION, installed_mxnet
+
+    if installed_mxnet()[0] == CPU_DISTRIBUTION:
+        environ[ENGINE_VARIABLE] = environ[ENGINE_MARK] = CPU_ENGINE
+    else:  # NaiveEngine would wait for the GPU after every operator
+        environ.pop(ENGINE_VARIABLE, None)
+        environ.pop(ENGINE_MARK, None)
+
+
+def check_mxnet_variables(environ=os.environ):
+    """Raise ConfigError for a thread count or an engine MXNet cannot take: it would abort, or fail mid-way."""
     for name in THREAD_VARIABLES:
         value = environ.get(name)
         if value and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value, re.ASCII):  # what MXNet's parser takes
             raise ConfigError("%s=%r is not a whole number, and MXNet would abort on it: set a number of threads "
                               "such as %s, or unset it (ptb_lm then uses one thread per physical core)"
                               % (name, value, physical_cores() or 1))
+    if ENGINE_VARIABLE in environ and environ[ENGINE_VARIABLE] not in ENGINES:
+        raise ConfigError("%s=%r is not an engine MXNet knows, and it would fail at its first operation: set one of "
+                          "%s, or unset it (ptb_lm then uses %s with the CPU wheel)"
+                          % (ENGINE_VARIABLE, environ[ENGINE_VARIABLE], ", ".join(ENGINES), CPU_ENGINE))
 
 
 def describe_threads(environ=os.environ):
@@ -174,19 +220,30 @@ def describe_threads(environ=os.environ):
     return "MXNet's own default, half the logical CPUs on x86"
 
 
+def describe_engine(environ=os.environ):
+    """Which engine MXNet runs its operators with, and why, in a few words (for logs and the doctor)."""
+    if user_chose_engine(environ):
+        return "%s, as %s says" % (environ[ENGINE_VARIABLE], ENGINE_VARIABLE)
+    if ENGINE_VARIABLE in environ:
+        return "%s, each operator on the calling thread" % environ[ENGINE_VARIABLE]
+    return "ThreadedEnginePerDevice, MXNet's default"
+
+
 def make_mxnet_importable():
-    """Restore what mxnet 1.9.1 needs of numpy and set its threads (cheap); ``import ptb_lm`` calls it."""
+    """Restore what mxnet 1.9.1 needs of numpy, set its threads and engine (cheap); ``import ptb_lm`` calls it."""
     # np.bool was a plain alias of the builtin bool until numpy 1.24 removed it.
     if "bool" not in np.__dict__:
         np.bool = bool
     set_mxnet_threads()
+    set_mxnet_engine()
 
 
 def import_mxnet():
     """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable` (ConfigError: a bad thread count)."""
     make_mxnet_importable()
-    if "mxnet" not in sys.modules:
-        check_thread_variables()
+    fresh = "mxnet" not in sys.modules
+    if fresh:
+        check_mxnet_variables()
         from .native import GPU_DISTRIBUTION, installed_mxnet, preload_cuda_libraries
 
         if installed_mxnet()[0] == GPU_DISTRIBUTION:
@@ -198,7 +255,36 @@ def import_mxnet():
         import mxnet
     except (ImportError, OSError) as err:  # OSError: the GPU wheel without its CUDA libraries
         raise MXNetUnavailable(_explain(err)) from None
+    if fresh and os.environ.get(ENGINE_MARK) == os.environ.get(ENGINE_VARIABLE, ""):
+        _start_engine_quietly(mxnet)
     return mxnet
+
+
+def _start_engine_quietly(mxnet):
+    """Start MXNet's engine now, without its stderr line "MXNet start using engine: NaiveEngine".
+
+    MXNet logs that line when it starts an engine that the environment names, at its
+    first operation or at exit if it had none; for ptb_lm's own default it would be
+    noise after every run's last line. Anything else written meanwhile is passed on.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to keep clean
+        mxnet.nd.zeros((1,)).wait_to_read()
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        os.dup2(captured.fileno(), 2)
+        try:
+            mxnet.nd.zeros((1,)).wait_to_read()  # the first operation starts the engine
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            rest = b"".join(line for line in captured.read().splitlines(True)
+                            if b"MXNet start using engine: " not in line)
+            if rest:
+                os.write(2, rest)
 
 
 def _explain(err):

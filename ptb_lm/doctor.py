@@ -11,7 +11,7 @@ import struct
 import sys
 
 from . import native
-from ._compat import describe_threads, physical_cores
+from ._compat import describe_engine, describe_threads, physical_cores
 from .download import DEFAULT_DATA_DIR, PTB_SHA1, find_ptb, sha1_of
 
 
@@ -27,7 +27,7 @@ def diagnose(data_dir=DEFAULT_DATA_DIR):
         report["numpy"] = {"version": None, "error": str(err)}
     report["mxnet"] = _mxnet()
     report["threads"] = {"physical_cores": physical_cores(), "logical_cpus": len(os.sched_getaffinity(0)),
-                         "mxnet_operators": describe_threads()}
+                         "mxnet_operators": describe_threads(), "mxnet_engine": describe_engine()}
     library = native.mxnet_library_path()
     try:
         report["native_libraries"] = native.resolve_needed(library) if library else {}
@@ -114,8 +114,9 @@ def format_report(report):
         note = path or ("NOT FOUND: the NVIDIA driver provides it" if soname == native.DRIVER else "NOT FOUND")
         lines.append("  %-24s %s" % (soname, note))
     threads = report["threads"]
-    lines.append("cpu       %s logical CPUs, %s physical cores; MXNet's threads: %s" % (
-        threads["logical_cpus"], threads["physical_cores"] or "unknown", threads["mxnet_operators"]))
+    lines.append("cpu       %s logical CPUs, %s physical cores; MXNet's threads: %s; its engine: %s" % (
+        threads["logical_cpus"], threads["physical_cores"] or "unknown", threads["mxnet_operators"],
+        threads["mxnet_engine"]))
     driver = report["driver"]
     lines.append("driver    %s" % (driver["version"] or driver["error"]))
     for gpu in report["gpus"]:

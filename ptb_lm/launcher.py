@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 
-from ._compat import DEFAULT_MARK, check_thread_variables, physical_cores, user_chose_threads
+from ._compat import (DEFAULT_MARK, ENGINE_MARK, ENGINE_VARIABLE, THREAD_VARIABLES, check_mxnet_variables,
+                      physical_cores, user_chose_engine, user_chose_threads)
 from .children import last_line, package_environment
 from .errors import LaunchError
 
@@ -143,16 +144,20 @@ def _signal_group(proc, sig):
             pass
 
 
-def thread_environments(base, num_workers, local):
-    """The environments of the scheduler and servers, and of the workers: ``base`` with MXNet's thread counts.
+def process_environments(base, num_workers, local):
+    """The environments of the scheduler and servers, and of the workers: ``base`` with MXNet's threads and engine.
 
     Processes on this machine share its cores: unless the user chose a thread count
     (``base`` is then used as it is), each local worker gets an equal share of the
     physical cores, and the mostly idle scheduler and servers one thread each, so that
     no two thread pools spin against each other. A worker on another host (``local``
-    false) chooses its own.
+    false) chooses its own. Unless the user chose an engine, the workers take ptb_lm's
+    and the scheduler and servers keep MXNet's own, as they always had.
     """
     serve_env, worker_env = dict(base), dict(base)
+    if not user_chose_engine(base):
+        serve_env.pop(ENGINE_VARIABLE, None)
+        serve_env[ENGINE_MARK] = ""  # MXNet's own engine, asked for (ptb_lm._compat.set_mxnet_engine)
     if user_chose_threads(base):
         return serve_env, worker_env
     cores = physical_cores() if local else None
@@ -167,6 +172,21 @@ def thread_environments(base, num_workers, local):
     return serve_env, worker_env
 
 
+# What a worker on another host needs from this environment; ssh passes nothing else. A thread
+# count or an engine the user chose travels with it; ptb_lm's own defaults travel marked, so that
+# the host decides its own (its cores, its wheel).
+REMOTE_VARIABLES = ("PYTHONPATH",) + THREAD_VARIABLES + (DEFAULT_MARK, ENGINE_VARIABLE, ENGINE_MARK)
+
+
+def ssh_command(host, cmd, env):
+    """The ssh command that runs ``cmd`` on ``host`` in this working directory, with the DMLC_* and
+    :data:`REMOTE_VARIABLES` of ``env``."""
+    exports = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items())
+                       if k.startswith("DMLC_") or k in REMOTE_VARIABLES)
+    remote = "cd %s && env %s %s" % (shlex.quote(os.getcwd()), exports, " ".join(shlex.quote(c) for c in cmd))
+    return ["ssh", "-o", "BatchMode=yes", host, remote]
+
+
 def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, host_ip="127.0.0.1",
            poll=0.2, grace=5.0, shutdown_timeout=30.0):
     """Run ``num_workers`` training workers with dist_sync and return the exit code to use.
@@ -177,7 +197,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
     """
     if num_workers < 1:
         raise LaunchError("--local / the number of workers must be at least 1")
-    check_thread_variables()  # before any process starts: each would say it on its own
+    check_mxnet_variables()  # before any process starts: each would say it on its own
     if num_servers is not None and num_servers < 1:
         raise LaunchError("--servers must be at least 1, got %d" % num_servers)
     num_servers = num_servers or 1
@@ -190,7 +210,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
             check_host_reachable(host)
     base = dict(package_environment(os.environ), DMLC_PS_ROOT_URI=host_ip, DMLC_PS_ROOT_PORT=str(port),
                 DMLC_NUM_SERVER=str(num_servers), DMLC_NUM_WORKER=str(num_workers))
-    serve_env, worker_env = thread_environments(base, num_workers, local=not hosts)
+    serve_env, worker_env = process_environments(base, num_workers, local=not hosts)
     group = ProcessGroup()
     interrupted = []
 
@@ -208,11 +228,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
             env = dict(worker_env, DMLC_ROLE="worker")
             cmd = [sys.executable, "-m", "ptb_lm"] + list(train_args)
             if hosts:
-                exports = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in env.items()
-                                   if k.startswith("DMLC_") or k == "PYTHONPATH")
-                remote = "cd %s && env %s %s" % (shlex.quote(os.getcwd()), exports,
-                                                 " ".join(shlex.quote(c) for c in cmd))
-                cmd = ["ssh", "-o", "BatchMode=yes", hosts[r % len(hosts)], remote]
+                cmd = ssh_command(hosts[r % len(hosts)], cmd, env)
             group.start("worker %d" % r, cmd, env)
             workers.append("worker %d" % r)
         return _watch(group, workers, interrupted, poll, grace, shutdown_timeout)

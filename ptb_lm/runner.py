@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ._compat import describe_threads, import_mxnet
+from ._compat import describe_engine, describe_threads, import_mxnet
 from .checkpoint import SaveDirLock, save_checkpoint
 from .children import PACKAGE_ROOT, last_line, partial_path
 from .config import check_fits_data
@@ -361,12 +361,13 @@ def _log_header(run):
     config = run.config
     batches = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
     logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epoch%s (engine %s; "
-                "MXNet's CPU threads: %s)",
+                "MXNet's CPU threads: %s; MXNet's engine: %s)",
                 config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
                 " x %d workers" % run.num_workers if run.num_workers > 1 else "",
                 batches, config.num_steps, config.batch_size,
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
-                config.epochs, "" if config.epochs == 1 else "s", config.engine, describe_threads())
+                config.epochs, "" if config.epochs == 1 else "s", config.engine, describe_threads(),
+                describe_engine())
 
 
 def run_epoch(run, epoch, lr, emit, progress, check_stop=None):

@@ -360,9 +360,9 @@ def main(argv=None):
         "train GFLOP/s", "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
     if args.env:
         print("environment: %s" % " ".join(args.env))
-    from ptb_lm._compat import describe_threads
+    from ptb_lm._compat import describe_engine, describe_threads
 
-    print("MXNet's CPU threads: %s" % describe_threads())
+    print("MXNet's CPU threads: %s; its engine: %s" % (describe_threads(), describe_engine()))
     print("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s" % peak)
     if args.same_process:
         print("all variants of a config in one process, timed in turn (peak RSS: the process's)")

@@ -163,3 +163,31 @@ def test_an_unreachable_host_is_one_line(tiny_corpus, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "no-such-host.invalid" in out.stderr
+
+
+FAKE_SSH = """#!/bin/sh
+# ssh -o OPTION ... HOST [COMMAND]: runs COMMAND here, in an environment as bare as a remote login's
+while [ "$1" = "-o" ]; do shift 2; done
+shift
+[ $# -eq 0 ] && exit 0
+exec env -i PATH="$PATH" HOME="$HOME" sh -c "$*"
+"""
+
+
+@pytest.mark.dist
+def test_workers_on_other_hosts_get_the_users_thread_count_and_engine(tiny_corpus, tmp_path):
+    """ssh passes no environment: the launcher exports what the workers need, the user's MXNet choices too."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost\n")
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]), OMP_NUM_THREADS="1",
+               MXNET_ENGINE_TYPE="ThreadedEngine")
+    out = subprocess.run([sys.executable, LAUNCH, "--hosts", str(hosts), "--host-ip", "127.0.0.1", "--",
+                          "--data", tiny_corpus, "--epochs", "1", "--max-batches", "5"] + TRAIN,
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "MXNet's CPU threads: 1, as OMP_NUM_THREADS=1 in the environment says" in out.stdout
+    assert "MXNet's engine: ThreadedEngine, as MXNET_ENGINE_TYPE says" in out.stdout
