@@ -24,12 +24,14 @@ its own (8 threads in a process that has run one product, on 2 cores). With the
 CPU wheel :func:`set_mxnet_engine` picks NaiveEngine, which runs each operator
 on the calling thread as it is called (3 threads), through MXNET_ENGINE_TYPE:
 on the 2-core machine a training batch took 1.2-1.5x less time, with the same
-numbers. The GPU wheel keeps MXNet's engine, whose asynchrony a GPU needs. A
-choice of the user's is kept here too.
+numbers. The GPU wheel keeps MXNet's engine, whose asynchrony a GPU needs, and
+so do parameter-server processes, which NaiveEngine makes wait on every push and
+pull. A choice of the user's is kept here too. Like MXNet's other engines, NaiveEngine
+expects one Python thread at a time to drive MXNet.
 
 Import mxnet through :func:`import_mxnet` only, so that a missing or unusable
 install ends with one message that names the command to fix it. ``import ptb_lm``
-already restores the alias and sets the threads (:func:`make_mxnet_importable`),
+already restores the alias and sets the threads and the engine (:func:`make_mxnet_importable`),
 so a notebook may ``import mxnet`` itself once ptb_lm is imported, on any
 supported Python.
 """
@@ -38,7 +40,7 @@ import glob
 import os
 import re
 import sys
-import tempfile
+import threading
 
 import numpy as np
 
@@ -57,8 +59,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")
 # ptb_lm's own default is set in the environment (MXNet reads nothing else), so child processes inherit
 # it; this mark, holding the value set, tells it from a user's choice, which is kept.
 DEFAULT_MARK = "PTB_LM_DEFAULT_THREADS"
-# The engine, read when MXNet runs its first operation; set and marked in the same way (an empty mark with
-# the variable unset asks for MXNet's own engine: the launcher's scheduler and servers). MXNet takes these
+# The engine, read when MXNet runs its first operation; set and marked in the same way. MXNet takes these
 # three names and fails on anything else, an empty value too.
 ENGINE_VARIABLE = "MXNET_ENGINE_TYPE"
 ENGINE_MARK = "PTB_LM_DEFAULT_ENGINE"
@@ -130,10 +131,11 @@ def _cgroup_cpu_quota(sysfs, proc="/proc"):
 
 def _cgroup_folders(root, path):
     """``root`` and its folders down ``path`` (a cgroup path as /proc/self/cgroup gives it): the cgroup's ancestors and itself."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:  # a cgroup outside this namespace's view ("/../x"): only the top can be told
+        return [root]
     folders = [root]
-    for part in path.split("/"):
-        if part in ("", ".", ".."):
-            continue
+    for part in parts:
         folders.append(os.path.join(folders[-1], part))
     return folders
 
@@ -178,19 +180,19 @@ def user_chose_engine(environ=os.environ):
 def set_mxnet_engine(environ=os.environ):
     """With the CPU wheel, have MXNet run each operator on the calling thread (NaiveEngine), unless the user chose.
 
-    Sets MXNET_ENGINE_TYPE (and :data:`ENGINE_MARK`) in ``environ``; with the GPU wheel,
-    or none, it leaves MXNet's default. Like the threads, it has effect only before
-    mxnet is loaded.
+    Sets MXNET_ENGINE_TYPE (and :data:`ENGINE_MARK`) in ``environ``. It leaves MXNet's
+    default with the GPU wheel, or none, and in the processes of a parameter-server run
+    (DMLC_ROLE set): there NaiveEngine waits on every push and pull, and two dist_sync
+    workers trained 5x slower with it. Like the threads, it has effect only before mxnet
+    is loaded.
     """
     if "mxnet" in sys.modules or user_chose_engine(environ):
         return
-    if environ.get(ENGINE_MARK) == "" and ENGINE_VARIABLE not in environ:  # MXNet's own engine, asked for
-        return
     from .native import CPU_DISTRIBUTION, installed_mxnet
 
-    if installed_mxnet()[0] == CPU_DISTRIBUTION:
+    if installed_mxnet()[0] == CPU_DISTRIBUTION and not environ.get("DMLC_ROLE"):
         environ[ENGINE_VARIABLE] = environ[ENGINE_MARK] = CPU_ENGINE
-    else:  # NaiveEngine would wait for the GPU after every operator
+    else:  # NaiveEngine would wait for the GPU after every operator, or for the servers
         environ.pop(ENGINE_VARIABLE, None)
         environ.pop(ENGINE_MARK, None)
 
@@ -239,7 +241,8 @@ def make_mxnet_importable():
 
 
 def import_mxnet():
-    """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable` (ConfigError: a bad thread count)."""
+    """Import and return the ``mxnet`` module, or raise :class:`MXNetUnavailable` (ConfigError: a thread count or
+    an engine MXNet cannot take)."""
     make_mxnet_importable()
     fresh = "mxnet" not in sys.modules
     if fresh:
@@ -265,26 +268,35 @@ def _start_engine_quietly(mxnet):
 
     MXNet logs that line when it starts an engine that the environment names, at its
     first operation or at exit if it had none; for ptb_lm's own default it would be
-    noise after every run's last line. Anything else written meanwhile is passed on.
+    noise after every run's last line. For that one operation stderr goes through a
+    pipe, and a thread passes every other line on as it comes (so that nothing is
+    lost, even if the process dies there).
     """
     try:
+        read_end, write_end = os.pipe()
         saved = os.dup(2)
-    except OSError:  # no stderr to keep clean
+    except OSError:  # no file descriptors to spare, or no stderr to keep clean
         mxnet.nd.zeros((1,)).wait_to_read()
         return
-    with tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
-        os.dup2(captured.fileno(), 2)
-        try:
-            mxnet.nd.zeros((1,)).wait_to_read()  # the first operation starts the engine
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            rest = b"".join(line for line in captured.read().splitlines(True)
-                            if b"MXNet start using engine: " not in line)
-            if rest:
-                os.write(2, rest)
+
+    def forward():
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:  # until every write end is closed
+                if b"MXNet start using engine: " not in line:
+                    os.write(saved, line)
+
+    forwarder = threading.Thread(target=forward, name="ptb-lm-stderr", daemon=True)
+    forwarder.start()
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        os.dup2(write_end, 2)
+        mxnet.nd.zeros((1,)).wait_to_read()  # the first operation starts the engine
+    finally:
+        os.dup2(saved, 2)
+        os.close(write_end)
+        forwarder.join()
+        os.close(saved)
 
 
 def _explain(err):

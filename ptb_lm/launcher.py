@@ -27,7 +27,7 @@ import sys
 import time
 
 from ._compat import (DEFAULT_MARK, ENGINE_MARK, ENGINE_VARIABLE, THREAD_VARIABLES, check_mxnet_variables,
-                      physical_cores, user_chose_engine, user_chose_threads)
+                      physical_cores, user_chose_threads)
 from .children import last_line, package_environment
 from .errors import LaunchError
 
@@ -144,20 +144,17 @@ def _signal_group(proc, sig):
             pass
 
 
-def process_environments(base, num_workers, local):
-    """The environments of the scheduler and servers, and of the workers: ``base`` with MXNet's threads and engine.
+def thread_environments(base, num_workers, local):
+    """The environments of the scheduler and servers, and of the workers: ``base`` with MXNet's thread counts.
 
     Processes on this machine share its cores: unless the user chose a thread count
     (``base`` is then used as it is), each local worker gets an equal share of the
     physical cores, and the mostly idle scheduler and servers one thread each, so that
     no two thread pools spin against each other. A worker on another host (``local``
-    false) chooses its own. Unless the user chose an engine, the workers take ptb_lm's
-    and the scheduler and servers keep MXNet's own, as they always had.
+    false) chooses its own. (The engine needs nothing here: with DMLC_ROLE set, every
+    process keeps MXNet's own unless the user chose; ptb_lm._compat.set_mxnet_engine.)
     """
     serve_env, worker_env = dict(base), dict(base)
-    if not user_chose_engine(base):
-        serve_env.pop(ENGINE_VARIABLE, None)
-        serve_env[ENGINE_MARK] = ""  # MXNet's own engine, asked for (ptb_lm._compat.set_mxnet_engine)
     if user_chose_threads(base):
         return serve_env, worker_env
     cores = physical_cores() if local else None
@@ -210,7 +207,7 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
             check_host_reachable(host)
     base = dict(package_environment(os.environ), DMLC_PS_ROOT_URI=host_ip, DMLC_PS_ROOT_PORT=str(port),
                 DMLC_NUM_SERVER=str(num_servers), DMLC_NUM_WORKER=str(num_workers))
-    serve_env, worker_env = process_environments(base, num_workers, local=not hosts)
+    serve_env, worker_env = thread_environments(base, num_workers, local=not hosts)
     group = ProcessGroup()
     interrupted = []
 

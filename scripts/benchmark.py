@@ -157,9 +157,10 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
 
 def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed, profile, window_tokens, queue):
     """One (config, variant) in this fresh process: its peak memory is its own."""
+    from ptb_lm._compat import import_mxnet
     from ptb_lm.data import Corpus
 
-    import mxnet as mx
+    mx = import_mxnet()  # not "import mxnet": ptb_lm's way starts MXNet's engine without its stderr line
 
     corpus = Corpus(data)
     config, run = build(config_name, variant, corpus, data, seed, warmup)
@@ -205,9 +206,10 @@ def measure_interleaved(config_name, variants, data, max_batches, eval_batches, 
     memory is the process's, shared by all of them. With ``pytorch`` (an interpreter), the
     PyTorch baseline runs in its own process at the end of each round.
     """
+    from ptb_lm._compat import import_mxnet
     from ptb_lm.data import Corpus
 
-    import mxnet as mx
+    mx = import_mxnet()  # not "import mxnet": ptb_lm's way starts MXNet's engine without its stderr line
 
     corpus = Corpus(data)
     built = [(variant,) + build(config_name, variant, corpus, data, seed, warmup) for variant in variants]
@@ -323,10 +325,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.pytorch:
         check_pytorch(args.pytorch)
+    from ptb_lm._compat import DEFAULT_MARK, ENGINE_MARK, ENGINE_VARIABLE, THREAD_VARIABLES, MXNetUnavailable
+
+    marks = dict({name: DEFAULT_MARK for name in THREAD_VARIABLES}, **{ENGINE_VARIABLE: ENGINE_MARK})
     for item in args.env:
         name, _, value = item.partition("=")
         os.environ[name] = value  # inherited by the spawned measuring processes
-    from ptb_lm._compat import MXNetUnavailable
+        if name in marks:  # a value given here is a choice, even one equal to ptb_lm's default: unmark it
+            os.environ.pop(marks[name], None)
     from ptb_lm.errors import PtbLmError
 
     try:
