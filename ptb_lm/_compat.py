@@ -183,7 +183,7 @@ def set_mxnet_engine(environ=os.environ):
     Sets MXNET_ENGINE_TYPE (and :data:`ENGINE_MARK`) in ``environ``. It leaves MXNet's
     default with the GPU wheel, or none, and in the processes of a parameter-server run
     (DMLC_ROLE set): there NaiveEngine waits on every push and pull, and two dist_sync
-    workers trained 5x slower with it. Like the threads, it has effect only before mxnet
+    workers trained 5-7x slower with it. Like the threads, it has effect only before mxnet
     is loaded.
     """
     if "mxnet" in sys.modules or user_chose_engine(environ):
@@ -258,9 +258,12 @@ def import_mxnet():
         import mxnet
     except (ImportError, OSError) as err:  # OSError: the GPU wheel without its CUDA libraries
         raise MXNetUnavailable(_explain(err)) from None
-    if fresh and os.environ.get(ENGINE_MARK) == os.environ.get(ENGINE_VARIABLE, ""):
-        _start_engine_quietly(mxnet)
+    if not _engine_started and os.environ.get(ENGINE_MARK) == os.environ.get(ENGINE_VARIABLE, ""):
+        _start_engine_quietly(mxnet)  # also when a notebook imported mxnet itself but has not run anything
     return mxnet
+
+
+_engine_started = False  # by _start_engine_quietly, once per process
 
 
 def _start_engine_quietly(mxnet):
@@ -268,10 +271,13 @@ def _start_engine_quietly(mxnet):
 
     MXNet logs that line when it starts an engine that the environment names, at its
     first operation or at exit if it had none; for ptb_lm's own default it would be
-    noise after every run's last line. For that one operation stderr goes through a
+    noise after every run's last line. (If the caller already ran an operation, the
+    line is out already; this one then costs nothing.) For that one operation stderr goes through a
     pipe, and a thread passes every other line on as it comes (so that nothing is
     lost, even if the process dies there).
     """
+    global _engine_started
+    _engine_started = True
     try:
         read_end, write_end = os.pipe()
         saved = os.dup(2)
