@@ -3,18 +3,25 @@ import io
 import os
 import sys
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The Pythons MXNet 1.9.1 runs on, from the one place that says (a file of data, read without importing ptb_lm).
+supported = {}
+with io.open(os.path.join(HERE, "ptb_lm", "runtime", "supported.py"), encoding="utf-8") as f:
+    exec(f.read(), supported)
+
 # Refuse an unsupported Python here, before pip resolves or builds anything: on 3.13 pip would
 # otherwise spend many minutes building numpy 1.26 from source before saying "requires a different
 # Python". MXNet 1.9.1 (its last release) needs numpy < 2, and numpy < 2 has no wheel for 3.13.
-SUPPORTED = ((3, 8), (3, 12))
-if not SUPPORTED[0] <= tuple(sys.version_info[:2]) <= SUPPORTED[1]:
-    sys.exit("ptb-lm: error: Python %d.%d is not supported: ptb-lm runs on Python 3.8 to 3.12 (tested on 3.11 "
+if not supported["python_supported"](sys.version_info):
+    sys.exit("ptb-lm: error: Python %d.%d is not supported: ptb-lm runs on Python %s (tested on 3.11 "
              "and 3.12), because MXNet 1.9.1 needs numpy < 2 and numpy < 2 has no wheel for Python 3.13 or "
-             "newer. Use python3.12 or python3.11, e.g. python3.12 -m venv .venv" % tuple(sys.version_info[:2]))
+             "newer. Use python3.12 or python3.11, e.g. python3.12 -m venv .venv"
+             % (sys.version_info[0], sys.version_info[1], supported["python_range"]()))
 
 from setuptools import find_packages, setup  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+LOWEST, NEWEST = supported["MXNET_PYTHONS"]
 
 setup(
     name="ptb-lm",
@@ -23,10 +30,11 @@ setup(
     long_description=io.open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ptb_lm", "ptb_lm.*"]),
+    package_data={"ptb_lm": ["presets/*.json"]},
     # MXNet 1.9.1 is the last release and needs numpy < 2, and numpy >= 1.24 lacks the np.bool it
     # uses (ptb_lm/_compat.py aliases it back). 3.12 needs numpy 1.26 and setuptools (mxnet imports
     # distutils). Tested (.ci/run): CPython 3.11.7 with numpy 1.23.5, 3.12.1 with numpy 1.26.4.
-    python_requires=">=3.8,<3.13",
+    python_requires=">=%d.%d,<%d.%d" % (LOWEST + (NEWEST[0], NEWEST[1] + 1)),
     install_requires=[
         "numpy>=1.17,<1.24; python_version<'3.12'",
         "numpy>=1.26,<2; python_version>='3.12'",
@@ -62,6 +70,7 @@ setup(
             "ptb-lm-plot=ptb_lm.cli:plot_main",
             "ptb-lm-launch=ptb_lm.cli:launch_main",
             "ptb-lm-doctor=ptb_lm.cli:doctor_main",
+            "ptb-lm-benchmark=ptb_lm.cli:benchmark_main",
         ]
     },
 )

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ptb_lm._compat import import_mxnet  # noqa: E402
+from ptb_lm.runtime import import_mxnet  # noqa: E402
 
 mx = import_mxnet()  # ptb_lm's threads and engine, and its engine started without MXNet's stderr line
 from mxnet import autograd, nd  # noqa: E402

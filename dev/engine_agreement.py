@@ -19,15 +19,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ptb_lm  # noqa: E402,F401 - makes mxnet importable
 from ptb_lm import Corpus  # noqa: E402
 from ptb_lm import updater as updaters  # noqa: E402
+from ptb_lm.assembly import assemble  # noqa: E402
 from ptb_lm.config import MODES, from_preset  # noqa: E402
 from ptb_lm.errors import TrainingDiverged  # noqa: E402
-from ptb_lm.runner import seed_everything, setup  # noqa: E402
+from ptb_lm.runner import seed_everything  # noqa: E402
 from ptb_lm.training import train_epoch  # noqa: E402
 
 
 def losses(config, corpus, batches):
     seed_everything(config.seed)
-    run = setup(config.replace(max_batches=batches), corpus)
+    run = assemble(config.replace(max_batches=batches), corpus)
     out = []
     try:
         train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, run.config.replace(eval_period=1),

@@ -73,7 +73,7 @@ def classify(stack):
         return "validation" if "run_epoch" in names else "test-eval"
     if "train_epoch" in names:
         return "train-batches"
-    if "setup" in names or "load_corpus" in names:
+    if "assemble" in names or "load_corpus" in names:
         return "setup"
     return "other:" + names[0]
 

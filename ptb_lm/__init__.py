@@ -2,7 +2,14 @@
 
 The chapter's names (the d2l-zh chapter "循环神经网络 — 使用Gluon") are here: ``Dictionary``, ``Corpus``, ``batchify``,
 ``get_batch``, ``RNNModel``, ``detach``, ``evaluate`` (the chapter's ``model_eval``),
-``try_gpu``; and the tool's: ``TrainConfig``, ``fit``, ``load``.
+``try_gpu``; and the tool's: ``TrainConfig``, ``from_preset``, ``fit``, ``load``, ``score_checkpoint``,
+``generate``.
+
+The package reads top-down: data (``data``, ``download``) -> model (``model``, ``loss``)
+-> training (``batches``, ``training``, ``updater``, ``parallel``) -> a run (``assembly``,
+``outputs``, ``checkpoint``, ``resume``, ``runner``) -> using a model (``scoring``,
+``sampling``) -> the command lines (``cli``). ``ptb_lm.runtime`` is what makes MXNet 1.9.1
+run on today's machines; everything else reaches MXNet through ``runtime.import_mxnet``.
 
 The data layer (``ptb_lm.data``, ``ptb_lm.download``, ``ptb_lm.config``) is pure
 NumPy; the rest loads mxnet on first use, so ``import ptb_lm`` works without it
@@ -10,11 +17,11 @@ and a missing mxnet is reported, with the command to install it, only when a
 name that needs it is used.
 """
 
-from ._compat import make_mxnet_importable
 from .config import PRESETS, TrainConfig, from_preset
 from .data import Corpus, Dictionary, batchify, get_batch
 from .download import locate_ptb
 from .errors import ConfigError, DataError, Interrupted, PtbLmError, RunFailure, TrainingDiverged, UserError
+from .runtime import make_mxnet_importable
 
 __version__ = "0.1.0"
 
@@ -26,8 +33,9 @@ _LAZY = {
     "build_model": "model",
     "detach": "training",
     "evaluate": "training",
-    "evaluate_checkpoint": "generation",
-    "try_gpu": "context",
+    "score_checkpoint": "scoring",
+    "generate": "sampling",
+    "try_gpu": "runtime.devices",
     "fit": "runner",
     "History": "reporting",
     "load": "checkpoint",

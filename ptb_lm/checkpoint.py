@@ -20,8 +20,7 @@ checkpoint whole. Every load checks model.params against the sha256 in
 state.json, so a damaged file is refused instead of evaluated.
 
 Plain SGD (no momentum, no weight decay) keeps no optimizer state, and the rate
-is set from the schedule at every epoch, so a checkpoint needs none:
-:func:`check_optimizer_is_stateless` guards that assumption.
+is set from the schedule at every epoch, so a checkpoint needs none.
 """
 
 import json
@@ -34,12 +33,13 @@ import tempfile
 
 import numpy as np
 
-from ._compat import error_summary, import_mxnet
 from .config import TrainConfig
 from .data import Dictionary
-from .download import file_digest
 from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed
+from .files import sha256_of
 from .model import build_model
+from .runtime import error_summary, import_mxnet
+from .runtime.internals import saved_parameter_names
 
 mx = import_mxnet()
 logger = logging.getLogger(__name__)
@@ -50,11 +50,6 @@ LOCK = ".lock"
 
 
 # --- writing ------------------------------------------------------------------------------------
-
-def sha256_of(path):
-    """The hex sha256 of the file at ``path``."""
-    return file_digest(path, "sha256")
-
 
 def rng_states():
     """Python's and NumPy's generator states as JSON-able lists."""
@@ -70,12 +65,6 @@ def restore_rng_states(state):
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def check_optimizer_is_stateless(optimizer):
-    """Raise ConfigError if ``optimizer`` keeps per-parameter state, which checkpoints do not store."""
-    if optimizer.create_state(0, mx.nd.zeros((1,))) is not None:
-        raise ConfigError("this optimizer keeps per-parameter state, which ptb_lm's checkpoints do not hold")
 
 
 def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
@@ -131,7 +120,7 @@ def _check_readable(params, model):
         arrays = mx.nd.load(params)
     except mx.base.MXNetError as err:
         raise OSError("model.params could not be read back: %s" % error_summary(err)) from None
-    if len(arrays) != len(model._collect_params_with_prefix()):  # the names save_parameters writes
+    if len(arrays) != len(saved_parameter_names(model)):
         raise OSError("model.params could not be read back whole")
 
 
@@ -331,6 +320,9 @@ class Checkpoint(object):
 def checkpoint_folder(path):
     """Accept a save dir (use its ``last``) or a checkpoint folder; return the checkpoint folder."""
     path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise CheckpointError("%s does not exist: give a save dir (with last/ in it) or a checkpoint folder such as "
+                              "runs/x/best" % path)
     if os.path.isdir(os.path.join(path, "last")):
         return os.path.join(path, "last")
     if os.path.isfile(os.path.join(path, "model.params")) or os.path.isfile(os.path.join(path, "state.json")):
@@ -377,6 +369,5 @@ def copy_checkpoint(point, save_dir, best):
             shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["Checkpoint", "SaveDirLock", "check_optimizer_is_stateless", "checkpoint_folder", "copy_checkpoint",
-           "load", "newest_epoch", "prepare_save_dir", "restore_rng_states", "save_checkpoint",
-           "sha256_of"]
+__all__ = ["Checkpoint", "SaveDirLock", "checkpoint_folder", "copy_checkpoint", "load", "newest_epoch",
+           "prepare_save_dir", "restore_rng_states", "save_checkpoint"]

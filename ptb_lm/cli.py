@@ -3,17 +3,31 @@
 Every training flag maps onto a :class:`~ptb_lm.config.TrainConfig` field.
 Only the flags given on the command line override the preset (or the resumed
 checkpoint's config), so ``--preset zaremba-small --lr 0.5`` changes only the rate.
+Every failure is one line ``ptb-lm: error: ...`` that names the flag as typed.
 """
 
 import argparse
+import json
 import logging
 import os
 import socket
 import sys
 
-from ._compat import MXNetUnavailable
-from .config import PRESETS, TrainConfig, from_preset
+from .config import PRESETS, TrainConfig, from_preset, settings_of_run
 from .errors import ConfigError, PtbLmError
+from .runtime import MXNetUnavailable
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with ptb_lm's error voice (one line, ``ptb-lm: error:``, exit 2) and no prefix matching,
+    so that a mistyped flag (``--epoch``) is an error rather than a guess."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super(Parser, self).__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, "ptb-lm: error: %s (%s --help lists the flags)\n" % (message, self.prog))
 
 # flag -> (type, help); the default shown is TrainConfig's
 _TRAIN_FLAGS = [
@@ -52,15 +66,18 @@ def _field(flag):
 
 def train_parser():
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ptb-lm-train",
         description="Train a word-level RNN language model on Penn Treebank with MXNet Gluon. With no flags it "
                     "runs the configuration and math of the chapter (the d2l-zh chapter \"循环神经网络 — 使用Gluon\"): "
                     "100 epochs, hours on a laptop CPU; add --epochs 1 --max-batches 200 for a one-minute try.",
     )
-    parser.add_argument("--preset", default=None,
-                        help="a named set of flag values, which explicit flags override: %s (default: chapter)"
-                        % ", ".join(PRESETS))
+    parser.add_argument("--preset", default=None, metavar="NAME_OR_FILE",
+                        help="a named set of flag values, which explicit flags override: %s; or a JSON file of "
+                             "settings (default: chapter)" % ", ".join(PRESETS))
+    parser.add_argument("--config", metavar="RUN/config.json",
+                        help="train with an earlier run's settings (its config.json, or the checkpoint folder "
+                             "holding it), except its --save-dir and --log-json; explicit flags override them")
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run saved in DIR (a save dir, or a checkpoint folder such as DIR/last) "
                              "in the save dir that holds it; give --save-dir NEW to branch from an older "
@@ -82,15 +99,22 @@ def config_from_args(args):
     checkpoint's config, then the explicit flags (:mod:`ptb_lm.resume` refuses
     those that would change the architecture, and --preset).
     """
-    explicit = {k: v for k, v in vars(args).items() if k not in ("preset", "resume")}
+    explicit = {k: v for k, v in vars(args).items() if k not in ("preset", "resume", "config")}
+    if args.preset is not None and args.config is not None:
+        raise ConfigError("--preset and --config both give every setting: give one of them")
     if args.resume:
         from .resume import ResumePoint
 
-        if getattr(args, "preset", None) is not None:
-            raise ConfigError("--resume continues a run with its own settings: drop --preset %s (flags such as "
-                              "--epochs or --lr may still be given)" % args.preset)
-        point = ResumePoint(args.resume)
-        return point.config_with(explicit), point
+        for flag, value in (("--preset", args.preset), ("--config", args.config)):
+            if value is not None:
+                raise ConfigError("--resume continues a run with its own settings: drop %s %s (flags such as "
+                                  "--epochs or --lr may still be given)" % (flag, value))
+        resume_point = ResumePoint(args.resume)
+        return resume_point.config_with(explicit), resume_point
+    if args.config is not None:
+        settings = settings_of_run(args.config)
+        logging.getLogger("ptb_lm").info("settings from %s (not its --save-dir or --log-json)", args.config)
+        return TrainConfig.from_dict(dict(settings, **explicit)), None
     return from_preset(args.preset or "chapter", **explicit), None
 
 
@@ -111,8 +135,20 @@ def setup_logging(level=logging.INFO):
 
 
 def _fail(message, code=2):
+    from .runtime.engine import quiet_exit
+
+    quiet_exit()  # MXNet's own stderr line at exit would otherwise follow ours
     sys.stderr.write("ptb-lm: error: %s\n" % message)
     return code
+
+
+def _as_typed(err):
+    """``err``'s message, naming the flag as typed where it names a setting (``--batch-size``, not ``batch_size``)."""
+    message = str(err)
+    setting = getattr(err, "setting", None)
+    if setting and message.startswith(setting):
+        message = "--" + setting.replace("_", "-") + message[len(setting):]
+    return message
 
 
 def _run(body):
@@ -122,7 +158,7 @@ def _run(body):
     try:
         return body() or 0
     except PtbLmError as err:
-        return _fail(err, err.exit_code)
+        return _fail(_as_typed(err), err.exit_code)
     except MXNetUnavailable as err:
         return _fail(err)
     except KeyboardInterrupt:  # before fit's own handler (importing mxnet, setting up) or outside fit
@@ -149,7 +185,7 @@ def _checkpoint_argument(parser):
 
 def evaluate_main(argv=None):
     """ptb-lm-evaluate: perplexity of a checkpoint on a PTB split or on any text file."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
+    parser = Parser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
     _checkpoint_argument(parser)
     parser.add_argument("--split", default="test", help="valid, test or train (default: test; ignored with --text)")
     parser.add_argument("--text", help="a UTF-8 text file, one sentence per line, instead of a PTB split")
@@ -160,11 +196,11 @@ def evaluate_main(argv=None):
     args = parser.parse_args(argv)
 
     def body():
-        from .context import resolve_contexts
-        from .generation import evaluate_checkpoint
+        from .runtime.devices import resolve_contexts
+        from .scoring import score_checkpoint
 
         ctx = resolve_contexts(args.ctx, purpose="evaluating")[0]
-        result = evaluate_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
+        result = score_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
                                      num_steps=args.num_steps, data=args.data, ctx=ctx)
         logging.getLogger("ptb_lm").info(
             "%(source)s perplexity %(ppl).2f (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
@@ -176,7 +212,7 @@ def evaluate_main(argv=None):
 
 def generate_main(argv=None):
     """ptb-lm-generate: words sampled from a checkpoint."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-generate", description=generate_main.__doc__)
+    parser = Parser(prog="ptb-lm-generate", description=generate_main.__doc__)
     _checkpoint_argument(parser)
     parser.add_argument("--words", type=int, default=50, help="how many words to sample (default: 50)")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -189,8 +225,8 @@ def generate_main(argv=None):
 
     def body():
         from .checkpoint import load
-        from .context import resolve_contexts
-        from .generation import check_sampling, generate
+        from .runtime.devices import resolve_contexts
+        from .sampling import check_sampling, generate
 
         check_sampling(args.words, args.temperature, args.seed)  # before loading anything
         ctx = resolve_contexts(args.ctx, purpose="generating")[0]
@@ -207,7 +243,7 @@ def generate_main(argv=None):
 
 def plot_main(argv=None):
     """ptb-lm-plot: a PNG of train and validation perplexity by epoch from a --log-json file."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-plot", description=plot_main.__doc__)
+    parser = Parser(prog="ptb-lm-plot", description=plot_main.__doc__)
     parser.add_argument("log_json", help="the file written by ptb-lm-train --log-json")
     parser.add_argument("--out", help="the PNG to write (default: the log's name with .png)")
     parser.add_argument("--reference", action="append", default=[], metavar="EPOCH=PPL",
@@ -219,14 +255,14 @@ def plot_main(argv=None):
 
     def body():
         from .errors import DataError
-        from .reporting import read_jsonl
+        from .reporting import read_events
 
         try:
             from .plotting import plot_history
         except ImportError:
             raise DataError("plotting needs matplotlib: pip install -e '.[plot]'") from None
         try:
-            events = read_jsonl(args.log_json)
+            events = read_events(args.log_json)
         except (OSError, ValueError, KeyError) as err:
             raise DataError("cannot read %s: %s" % (args.log_json, err)) from None
         out = args.out or os.path.splitext(args.log_json)[0] + ".png"
@@ -255,9 +291,9 @@ def launch_main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(prog="ptb-lm-launch", description=launch_main.__doc__,
-                                     usage="%(prog)s (--local N | --hosts FILE) [options] -- TRAINING FLAGS",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="ptb-lm-launch", description=launch_main.__doc__,
+                    usage="%(prog)s (--local N | --hosts FILE) [options] -- TRAINING FLAGS",
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--local", type=int, metavar="N", help="run N workers on this machine (127.0.0.1)")
     where.add_argument("--hosts", metavar="FILE", help="run the workers over ssh on these hosts, one per line")
@@ -272,7 +308,7 @@ def launch_main(argv=None):
         train_args = ["--kvstore", "dist_sync"] + train_args
 
     def body():
-        from .launcher import launch, read_hosts
+        from .runtime.launcher import launch, read_hosts
 
         hosts = read_hosts(args.hosts) if args.hosts else None
         workers = args.local if args.local is not None else (args.num_workers or len(hosts))
@@ -285,17 +321,96 @@ def launch_main(argv=None):
 def doctor_main(argv=None):
     """ptb-lm-doctor: what this machine can do for ptb_lm (Python, numpy, mxnet and its native libraries, the
     NVIDIA driver and GPUs, the context --ctx auto picks, the PTB data). Paste its output into a bug report."""
-    parser = argparse.ArgumentParser(prog="ptb-lm-doctor", description=doctor_main.__doc__)
+    parser = Parser(prog="ptb-lm-doctor", description=doctor_main.__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--data-dir", default="data", help="where PTB is looked for (default: data)")
     args = parser.parse_args(argv)
 
     def body():
-        import json
-
-        from .doctor import diagnose, format_report
+        from .runtime.doctor import diagnose, format_report
 
         report = diagnose(args.data_dir)
         sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else "\n".join(format_report(report)) + "\n")
+
+    return _run(body)
+
+
+def benchmark_main(argv=None):
+    """ptb-lm-benchmark: the engines and the fast engine's levers, one by one, on real PTB, as one table.
+
+    Each variant adds one lever to the one before (ptb_lm.levers names them); see
+    ptb_lm/benchmark.py. Compare figures as ratios within one run: a machine's speed
+    drifts between runs.
+    """
+    from . import benchmark as bench
+
+    parser = Parser(prog="ptb-lm-benchmark", description=benchmark_main.__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
+    parser.add_argument("--max-batches", type=int, default=300, help="training batches timed per variant "
+                                                                     "(default: 300)")
+    parser.add_argument("--eval-batches", type=int, default=300, help="validation batches timed per variant "
+                                                                      "(default: 300)")
+    parser.add_argument("--warmup", type=int, default=20, help="batches run before timing (default: 20)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of every variant (default: 1)")
+    parser.add_argument("--configs", default=",".join(bench.CONFIGS),
+                        help="comma-separated, from: %s (default: all)" % ", ".join(bench.CONFIGS))
+    parser.add_argument("--variants", default=",".join(bench.VARIANTS),
+                        help="comma-separated, from: %s (default: all)" % ", ".join(bench.VARIANTS))
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set an environment variable in the measuring processes (MXNet knobs), repeatable")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print MXNet's per-operator times over N more batches of each run (default: 0)")
+    parser.add_argument("--eval-window-tokens", type=int, default=1024,
+                        help="tokens per evaluation call of the eval_windows variant (default: 1024)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, round by round, and print medians (default: 1)")
+    parser.add_argument("--same-process", action="store_true",
+                        help="set every variant of a config up in one process and time them in turn, --rounds "
+                             "times (robust to drift between processes; peak memory is then shared)")
+    parser.add_argument("--pytorch", metavar="PYTHON",
+                        help="also time the same model in PyTorch, run by this interpreter (one with torch; "
+                             "see dev/pytorch_baseline.py)")
+    parser.add_argument("--json", help="also write the table and every run here")
+    args = parser.parse_args(argv)
+    configs, variants = args.configs.split(","), args.variants.split(",")
+
+    def body():
+        from .runtime.engine import ENGINE_MARK, ENGINE_VARIABLE, describe_engine
+        from .runtime.threads import DEFAULT_MARK, THREAD_VARIABLES, describe_threads
+
+        bench.check_choices(configs, variants, args.max_batches, args.eval_batches, args.warmup, args.rounds)
+        if args.pytorch:
+            bench.check_pytorch(args.pytorch)
+        marks = dict({name: DEFAULT_MARK for name in THREAD_VARIABLES}, **{ENGINE_VARIABLE: ENGINE_MARK})
+        for item in args.env:
+            name, _, value = item.partition("=")
+            os.environ[name] = value  # inherited by the spawned measuring processes
+            if name in marks:  # a value given here is a choice, even one equal to ptb_lm's default: unmark it
+                os.environ.pop(marks[name], None)
+        from .runtime import import_mxnet
+
+        import_mxnet()  # here, so that a thread count or engine MXNet cannot take is one line
+        result = bench.benchmark(configs, variants, args.data, args.max_batches, args.eval_batches, args.warmup,
+                                 args.seed, args.profile, args.eval_window_tokens, args.rounds, args.same_process,
+                                 args.pytorch)
+        out = sys.stdout
+        if args.env:
+            out.write("environment: %s\n" % " ".join(args.env))
+        out.write("MXNet's CPU threads: %s; its engine: %s\n" % (describe_threads(), describe_engine()))
+        out.write("GEMM peak (fp32 1024^3, oneDNN FullyConnected): %.1f GFLOP/s\n" % result["gemm_peak_gflops"])
+        if args.same_process:
+            out.write("all variants of a config in one process, timed in turn (peak RSS: the process's)\n")
+        if args.rounds > 1:
+            out.write("%d rounds: medians; each ratio is the median of the rounds' own ratios [min-max]\n"
+                      % args.rounds)
+        out.write("\n".join(bench.table_lines(result, pytorch=bool(args.pytorch))) + "\n")
+        for r in result["runs"]:
+            if r.get("profile"):
+                out.write("\n%s, %s, per-operator time over %d batches:\n%s\n" % (r["config"], r["variant"],
+                                                                                args.profile, r["profile"]))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(result, args=vars(args)), f, indent=2)
 
     return _run(body)

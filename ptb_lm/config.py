@@ -1,12 +1,17 @@
-"""One immutable object holds every setting of a run; presets are named sets of them.
+"""One immutable object holds every setting of a run; presets are named sets of them, stored as JSON.
 
 The defaults are the chapter's (the d2l-zh Gluon RNN chapter's) hyperparameters, so a run
 with no flags does the chapter's math. A config is frozen: training never
 changes it; use ``config.replace(...)`` to derive another.
+
+Presets are JSON files of settings (``ptb_lm/presets/NAME.json``), applied over the
+defaults; a user's own file works the same way (``from_preset("my.json")``), and a
+run's config.json holds every setting of that run (:func:`settings_of_run`).
 """
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -63,8 +68,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = unknown_settings(values)
         if unknown:
             raise ConfigError("unknown setting(s): %s" % ", ".join(unknown))
         return cls(**values)
@@ -76,45 +80,60 @@ class TrainConfig:
 
     def validate(self):
         if self.mode not in MODES:
-            raise ConfigError("unknown mode %r: choose one of %s" % (self.mode, ", ".join(MODES)))
+            raise ConfigError("unknown mode %r: choose one of %s" % (self.mode, ", ".join(MODES)), setting="mode")
         if self.engine not in ENGINES:
-            raise ConfigError("unknown engine %r: choose one of %s" % (self.engine, ", ".join(ENGINES)))
+            raise ConfigError("unknown engine %r: choose one of %s" % (self.engine, ", ".join(ENGINES)),
+                              setting="engine")
         if self.kvstore not in KVSTORES:
-            raise ConfigError("unknown kvstore %r: choose one of %s" % (self.kvstore, ", ".join(KVSTORES)))
+            raise ConfigError("unknown kvstore %r: choose one of %s" % (self.kvstore, ", ".join(KVSTORES)),
+                              setting="kvstore")
         if self.progress not in PROGRESS:
-            raise ConfigError("unknown progress %r: choose %s" % (self.progress, ", ".join(PROGRESS)))
+            raise ConfigError("unknown progress %r: choose %s" % (self.progress, ", ".join(PROGRESS)),
+                              setting="progress")
         for name in ("embed_dim", "hidden_dim", "num_layers", "epochs", "batch_size", "num_steps", "eval_period"):
-            _at_least_one(name, getattr(self, name))
+            check_whole_number(name, getattr(self, name))
         for name in ("max_batches", "eval_batch_size", "lr_decay_after"):
             if getattr(self, name) is not None:
-                _at_least_one(name, getattr(self, name), allow_zero=name == "lr_decay_after")
-        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32):
-            raise ConfigError("seed must be a whole number from 0 to 2**32 - 1, got %r" % (self.seed,))
-        if not self.lr >= 0:
-            raise ConfigError("lr must be 0 or more, got %r" % self.lr)
-        if not self.clipping_norm > 0:
-            raise ConfigError("clipping_norm must be above 0, got %r" % self.clipping_norm)
-        if not 0 <= self.dropout < 1:
-            raise ConfigError("dropout must be in [0, 1), got %r" % self.dropout)
-        if self.init_scale is not None and not self.init_scale > 0:
-            raise ConfigError("init_scale must be above 0, got %r" % self.init_scale)
+                check_whole_number(name, getattr(self, name), lowest=0 if name == "lr_decay_after" else 1)
+        if self.seed is not None:
+            check_seed("seed", self.seed)
+        _check_range("lr", self.lr, self.lr >= 0, "must be 0 or more")
+        _check_range("clipping_norm", self.clipping_norm, self.clipping_norm > 0, "must be above 0")
+        _check_range("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
+        if self.init_scale is not None:
+            _check_range("init_scale", self.init_scale, self.init_scale > 0, "must be above 0")
         for name in ("lr_decay", "lr_decay_per_epoch"):
             value = getattr(self, name)
-            if value is not None and not 0 < value <= 1:
-                raise ConfigError("%s must be in (0, 1], got %r" % (name, value))
+            if value is not None:
+                _check_range(name, value, 0 < value <= 1, "must be in (0, 1]")
         if (self.lr_decay_after is None) != (self.lr_decay_per_epoch is None):
-            raise ConfigError("lr_decay_after and lr_decay_per_epoch go together: give both or neither")
+            raise ConfigError("lr_decay_after and lr_decay_per_epoch go together: give both or neither",
+                              setting="lr_decay_after")
         if self.tied and self.embed_dim != self.hidden_dim:
-            raise ConfigError(
-                "tied weights need embed_dim == hidden_dim (the decoder reuses the embedding), "
-                "got %d and %d" % (self.embed_dim, self.hidden_dim)
-            )
+            raise ConfigError("tied weights need embed_dim == hidden_dim (the decoder reuses the embedding), "
+                              "got %d and %d" % (self.embed_dim, self.hidden_dim), setting="embed_dim")
 
 
-def _at_least_one(name, value, allow_zero=False):
-    lowest = 0 if allow_zero else 1
+def unknown_settings(values):
+    """The keys of ``values`` that are not TrainConfig fields, sorted."""
+    return sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+
+
+def check_whole_number(name, value, lowest=1):
+    """Raise ConfigError, naming ``name``, unless ``value`` is an int of at least ``lowest``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-        raise ConfigError("%s must be a whole number of at least %d, got %r" % (name, lowest, value))
+        raise ConfigError("%s must be a whole number of at least %d, got %r" % (name, lowest, value), setting=name)
+
+
+def check_seed(name, value):
+    """Raise ConfigError, naming ``name``, unless ``value`` is a seed MXNet and NumPy take (0 to 2**32 - 1)."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 32):
+        raise ConfigError("%s must be a whole number from 0 to 2**32 - 1, got %r" % (name, value), setting=name)
+
+
+def _check_range(name, value, ok, rule):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok:
+        raise ConfigError("%s %s, got %r" % (name, rule, value), setting=name)
 
 
 def check_fits_data(config, split_lengths):
@@ -139,37 +158,58 @@ def check_fits_data(config, split_lengths):
             )
 
 
-# Zaremba et al. 2014, "Recurrent neural network regularization", translated to
-# our conventions. Their code clips the gradient of the loss summed over time and
-# averaged over the batch at norm 5 (10 for large); ours clips the gradient of the
-# loss summed over time and batch at clipping_norm x num_steps x batch_size, so
-# their 5 is our 5 / num_steps. Their keep_prob p is our dropout 1 - p. Their rate
-# stays at 1.0 for max_epoch epochs, then decays by lr_decay every epoch.
-_ZAREMBA = {
-    "zaremba-small": dict(
-        mode="lstm", num_layers=2, embed_dim=200, hidden_dim=200, num_steps=20, batch_size=20,
-        dropout=0.0, init_scale=0.1, lr=1.0, clipping_norm=5.0 / 20, epochs=13,
-        lr_decay_after=4, lr_decay_per_epoch=0.5,
-    ),
-    "zaremba-medium": dict(
-        mode="lstm", num_layers=2, embed_dim=650, hidden_dim=650, num_steps=35, batch_size=20,
-        dropout=0.5, init_scale=0.05, lr=1.0, clipping_norm=5.0 / 35, epochs=39,
-        lr_decay_after=6, lr_decay_per_epoch=0.8,
-    ),
-    "zaremba-large": dict(
-        mode="lstm", num_layers=2, embed_dim=1500, hidden_dim=1500, num_steps=35, batch_size=20,
-        dropout=0.65, init_scale=0.04, lr=1.0, clipping_norm=10.0 / 35, epochs=55,
-        lr_decay_after=14, lr_decay_per_epoch=1 / 1.15,
-    ),
-}
+# Zaremba et al. 2014, "Recurrent neural network regularization", translated to our conventions in
+# presets/zaremba-*.json. Their code clips the gradient of the loss summed over time and averaged over
+# the batch at norm 5 (10 for large); ours clips the gradient of the loss summed over time and batch at
+# clipping_norm x num_steps x batch_size, so their 5 is our 5 / num_steps. Their keep_prob p is our
+# dropout 1 - p. Their rate stays at 1.0 for max_epoch epochs, then decays by lr_decay every epoch.
+PRESET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
+PRESETS = tuple(sorted((name[:-5] for name in os.listdir(PRESET_DIR) if name.endswith(".json")),
+                       key=lambda name: (name != "chapter", name)))
 
-PRESETS = {"chapter": {}}
-for _name, _values in _ZAREMBA.items():
-    PRESETS[_name] = _values
-    PRESETS[_name + "-tied"] = dict(_values, tied=True)
+
+def read_settings(path, what="--preset"):
+    """The settings in the JSON file at ``path``: an object of TrainConfig fields (ConfigError, naming ``what``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except OSError as err:
+        raise ConfigError("cannot read %s %s (%s): give a JSON file of settings" % (what, path, err.strerror or err)) from None
+    except ValueError as err:
+        raise ConfigError("%s %s is not JSON (%s)" % (what, path, err)) from None
+    if not isinstance(values, dict):
+        raise ConfigError("%s %s holds no JSON object of settings" % (what, path))
+    unknown = unknown_settings(values)
+    if unknown:
+        raise ConfigError("%s %s has unknown setting(s): %s" % (what, path, ", ".join(unknown)))
+    return values
+
+
+def preset_settings(name):
+    """The settings of preset ``name``: one of :data:`PRESETS`, or the path of a JSON file of settings."""
+    if name in PRESETS:
+        return read_settings(os.path.join(PRESET_DIR, name + ".json"))
+    if name.endswith(".json") or os.sep in name:
+        return read_settings(name)
+    raise ConfigError("unknown preset %r: choose one of %s, or give a JSON file of settings" % (name, ", ".join(PRESETS)))
+
+
+# A run's outputs: a rerun with --config writes its own (the earlier run's save dir already holds a run).
+OUTPUTS = ("save_dir", "log_json")
+
+
+def settings_of_run(path):
+    """The settings in a run's config.json (a file, or a checkpoint folder holding one), without its outputs."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    values = read_settings(path, "--config")
+    return {k: v for k, v in values.items() if k not in OUTPUTS}
+
 
 def from_preset(name, **overrides):
-    """Return the config of preset ``name`` with ``overrides`` applied on top."""
-    if name not in PRESETS:
-        raise ConfigError("unknown preset %r: choose one of %s" % (name, ", ".join(PRESETS)))
-    return TrainConfig(**dict(PRESETS[name], **overrides))
+    """The config of preset ``name`` (a name of :data:`PRESETS` or a JSON file) with ``overrides`` on top."""
+    values = dict(preset_settings(name), **overrides)
+    try:
+        return TrainConfig(**values)
+    except TypeError as err:  # a JSON value of the wrong kind that a check cannot name
+        raise ConfigError("preset %s: %s" % (name, err)) from None

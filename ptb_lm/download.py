@@ -24,26 +24,13 @@ import zipfile
 
 from .data import SPLITS
 from .errors import ChecksumMismatch, DataError
+from .files import sha1_of
 
 PTB_URL = "https://d2l-data.s3-accelerate.amazonaws.com/ptb.zip"
 PTB_SHA1 = "319d85e578af0cdc590547f26231e4e31cdf1e42"
 DEFAULT_DATA_DIR = "data"
 
 logger = logging.getLogger(__name__)
-
-
-def file_digest(path, algorithm="sha1", chunk_size=1 << 20):
-    """Return the hex digest (``hashlib`` name ``algorithm``) of the file at ``path``."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha1_of(path):
-    """Return the hex sha1 of the file at ``path``."""
-    return file_digest(path, "sha1")
 
 
 def download(url, dest, sha1, timeout=60.0):

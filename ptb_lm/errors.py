@@ -32,7 +32,15 @@ class UserError(PtbLmError, ValueError):
 
 
 class ConfigError(UserError):
-    """A setting is out of range; the message names it and what is allowed."""
+    """A setting is out of range; the message names it and what is allowed.
+
+    ``setting`` is the TrainConfig field the message names, if any: a command line
+    names the flag instead (``--batch-size``, not ``batch_size``).
+    """
+
+    def __init__(self, message, setting=None):
+        super(ConfigError, self).__init__(message)
+        self.setting = setting
 
 
 class DataError(UserError):

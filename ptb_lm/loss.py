@@ -26,7 +26,7 @@ serialise several GPUs, and it was measured on CPUs only.
 
 import logging
 
-from ._compat import import_mxnet
+from .runtime import import_mxnet
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402

@@ -11,9 +11,10 @@ same graph once (the fast engine).
 
 import warnings
 
-from ._compat import import_mxnet
 from .config import MODES
 from .errors import ConfigError
+from .runtime import import_mxnet
+from .runtime.internals import rnn_kernel_params, rnn_kernel_settings
 
 mx = import_mxnet()
 from mxnet import gluon  # noqa: E402
@@ -48,7 +49,7 @@ class RNNModel(gluon.HybridBlock):
                  init_scale=None, sparse_grad=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         if mode not in MODES:
-            raise ConfigError("Invalid mode %s. Options are rnn_relu, rnn_tanh, lstm, and gru" % mode)
+            raise ConfigError("Invalid mode %s. Options are %s" % (mode, ", ".join(MODES)), setting="mode")
         if tied and embed_dim != hidden_dim:
             raise ConfigError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
         self.hidden_dim = hidden_dim
@@ -79,9 +80,10 @@ class RNNModel(gluon.HybridBlock):
     def rnn_params_in_kernel_order(self):
         """The RNN's parameters in the order of MXNet's fused RNN kernel's one parameter vector:
         every layer's i2h and h2h weights, then every layer's i2h and h2h biases."""
-        params = self.rnn._reg_params  # keyed as the layer's kernel call reads them; mxnet is pinned at 1.9.1
+        params = rnn_kernel_params(self.rnn)
+        layers = rnn_kernel_settings(self.rnn)["num_layers"]
         return [params["l%d_%s_%s" % (layer, gate, kind)]
-                for kind in ("weight", "bias") for layer in range(self.rnn._num_layers) for gate in ("i2h", "h2h")]
+                for kind in ("weight", "bias") for layer in range(layers) for gate in ("i2h", "h2h")]
 
     def use_packed_rnn_params(self, packed):
         """Feed the RNN kernel ``packed[ctx]`` directly instead of concatenating its parameters every call.
@@ -115,9 +117,7 @@ class RNNModel(gluon.HybridBlock):
 
     def _fused_rnn(self, F, emb, state, packed):
         """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional)."""
-        layer = self.rnn
-        out = F.RNN(emb, packed, *state, state_size=layer._hidden_size, num_layers=layer._num_layers,
-                    bidirectional=False, p=layer._dropout, state_outputs=True, mode=layer._mode)
+        out = F.RNN(emb, packed, *state, bidirectional=False, state_outputs=True, **rnn_kernel_settings(self.rnn))
         return out[0], list(out[1:])
 
     def begin_state(self, *args, **kwargs):

@@ -16,12 +16,16 @@ import os
 
 import numpy as np
 
-from ._compat import import_mxnet
 from .errors import ConfigError
+from .runtime import import_mxnet
+from .runtime.internals import kvstore_barrier
 
 mx = import_mxnet()
 
-REPORT_KEY = 10 ** 6  # a kvstore key no parameter uses (the trainer numbers parameters from 0; see updater)
+# ptb_lm's kvstore keys: numbers no parameter uses (Gluon's Trainer numbers parameters from 0)
+REPORT_KEY = 10 ** 6  # the reported losses and token counts (report_reducer)
+GRAD_KEY = 10 ** 6 + 1  # the fast engine's gradient buffer (updater.FlatUpdater)
+WEIGHT_KEY = 10 ** 6 + 2  # its weight buffer, once, for the first weights
 
 
 def stream_shards(batch_size, num_shards):
@@ -46,7 +50,7 @@ def create_kvstore(kvstore, ctxs):
     """Return ``(kvstore or None, rank, num_workers)``; ``None`` where one context needs no reduction."""
     if kvstore == "dist_sync":
         if "DMLC_ROLE" not in os.environ:
-            raise ConfigError("--kvstore dist_sync needs the DMLC_* environment: start it with scripts/launch.py")
+            raise ConfigError("--kvstore dist_sync needs the DMLC_* environment: start it with ptb-lm-launch (scripts/launch.py)")
         kv = mx.kv.create("dist_sync")
         return kv, kv.rank, kv.num_workers
     if len(ctxs) == 1:
@@ -54,15 +58,15 @@ def create_kvstore(kvstore, ctxs):
     return mx.kv.create(kvstore), 0, 1
 
 
-def start_workers(updater, kv, ctx):
+def begin_data_parallel(updater, kv, ctx):
     """Put rank 0's initial weights everywhere now, wait for every worker, and return the report reducer.
 
     Gluon's Trainer would do the first part lazily, inside the first all-reduce.
     Doing it here, then waiting at a barrier, means no worker's first gradients
     can meet a server whose parameters are not all in place yet.
     """
-    updater.start_workers(kv)
-    kv._barrier()  # private, but stable: mxnet is pinned at its last release, 1.9.1
+    updater.broadcast_initial_weights(kv)
+    kvstore_barrier(kv)
     return report_reducer(kv, ctx)
 
 

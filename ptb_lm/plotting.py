@@ -1,7 +1,7 @@
 """Learning curves as a PNG: train and validation perplexity by epoch (matplotlib, an optional extra).
 
 A run redraws its curves.png after every epoch in a process of its own (:func:`main`,
-started by ptb_lm.runner), so that the training process never loads matplotlib: drawing
+started by ptb_lm.outputs), so that the training process never loads matplotlib: drawing
 there grew it by a few MB an epoch.
 """
 
@@ -14,8 +14,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .children import partial_path  # noqa: E402
 from .errors import DataError  # noqa: E402
+from .files import partial_path  # noqa: E402
 from .reporting import perplexity  # noqa: E402
 
 

@@ -6,6 +6,7 @@ Training emits events, plain dicts with an ``"event"`` key:
     {"event": "epoch", "epoch": E, "train_loss": .., "val_loss": .., "val_ppl": .., "lr": ..,
                        "train_tokens_per_sec": .., "time_s": ..}
     {"event": "test", "test_loss": .., "test_ppl": .., "eval_batch_size": ..}
+    {"event": "resume", "after_epoch": N}        (in a --log-json file only: see read_events)
 
 Any callable taking one event can listen: :class:`History` keeps them for a
 notebook, :class:`JsonlWriter` writes them, :func:`log_event` logs the chapter's lines.
@@ -112,10 +113,22 @@ class JsonlWriter(object):
             pass
 
 
-def read_jsonl(path):
-    """The events of a --log-json file."""
+def read_events(path):
+    """The events of a --log-json file, each batch and epoch once, as one uninterrupted run would log them.
+
+    A resumed run appends to its log, after ``{"event": "resume", "after_epoch": N}``:
+    the events of epochs after N logged before that line belong to the interrupted
+    epoch, which the resumed run logs again, so they are dropped here.
+    """
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        raw = [json.loads(line) for line in f if line.strip()]
+    events = []
+    for event in raw:
+        if event.get("event") == "resume":
+            events = [e for e in events if e.get("epoch", 0) <= event["after_epoch"]]
+        else:
+            events.append(event)
+    return events
 
 
 def in_notebook():

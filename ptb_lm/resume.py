@@ -1,7 +1,8 @@
-"""Resuming a run: the one place that decides where a resumed run goes and restores it.
+"""Starting a run, fresh or resumed: the one place that decides where a resumed run goes, in what order
+it is checked, set up and restored.
 
-``ptb-lm-train --resume PATH`` and ``fit(config, resume=PATH)`` both come here,
-so they follow the same rules:
+``ptb-lm-train --resume PATH`` and ``fit(config, resume=PATH)`` both come here
+(:func:`begin`, called once by the runner), so they follow the same rules:
 
 * The checkpoint is read once and verified (:class:`~ptb_lm.checkpoint.Checkpoint`).
 * The run continues in the save dir that holds the checkpoint, whatever folder
@@ -19,10 +20,23 @@ plateau factor of ``lr_decay``, every event so far and Python's and NumPy's RNG
 states. MXNet's own RNG cannot be exported; seeded runs reseed it from
 ``(seed, epoch)`` at every epoch, so a resumed run takes exactly the steps an
 uninterrupted one takes.
+
+A resumed run appends to its --log-json file. The interrupted epoch's batch events
+are already there, and the resumed run logs that epoch again; so it first writes
+``{"event": "resume", "after_epoch": N}``, which tells every reader
+(:func:`ptb_lm.reporting.read_events`) that the events of later epochs before it
+were replaced.
+
+The order of a start (:func:`begin`): read and verify the checkpoint; derive the
+config the run continues with; assemble the run; lock the save dir and open the
+log; check again under the lock (the save dir cannot have moved on since); copy
+the checkpoint into a branch's new save dir; restore the weights and the RNG states.
 """
 
 import logging
+import math
 import os
+from dataclasses import dataclass, field
 
 from .checkpoint import Checkpoint, copy_checkpoint, newest_epoch, prepare_save_dir, restore_rng_states
 from .errors import CheckpointError, ConfigError
@@ -31,6 +45,45 @@ logger = logging.getLogger(__name__)
 
 # The settings that fix the shapes of the parameters: a checkpoint only resumes under the same ones.
 ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "tied")
+
+
+@dataclass
+class RunState:
+    """Where the epoch loop starts: the next epoch, the best validation loss, the plateau factor, the events."""
+
+    next_epoch: int = 1
+    best_val_loss: float = math.inf
+    plateau_factor: float = 1.0
+    events: list = field(default_factory=list)
+
+
+def begin(config, resume, assemble, open_outputs):
+    """Start the run ``config`` describes, resumed from ``resume`` (a path, a ResumePoint or None).
+
+    ``assemble(config)`` builds the run; ``open_outputs(run, resuming)`` locks the
+    save dir and opens the log (None on workers that write nothing). Returns
+    ``(run, outputs, RunState)``; ``outputs`` is open, and closed again here if the
+    start fails after opening it.
+    """
+    if resume is None:
+        run = assemble(config)
+        return run, open_outputs(run, False), RunState()
+    resume_point = open_resume(resume)
+    config = resume_point.continue_config(config)
+    run = assemble(config)
+    outputs = open_outputs(run, True)
+    try:
+        if outputs is not None:
+            resume_point.continue_config(config)  # again, under the lock
+            resume_point.start(config)
+        state = resume_point.restore(run)
+        if outputs is not None and outputs.log is not None:
+            outputs.log({"event": "resume", "after_epoch": resume_point.checkpoint.epoch})
+    except BaseException:
+        if outputs is not None:
+            outputs.close()
+        raise
+    return run, outputs, state
 
 
 class ResumePoint(object):
@@ -68,31 +121,32 @@ class ResumePoint(object):
         (refused if the checkpoint is not that dir's newest). Another folder:
         branch into it (refused if it already holds a run).
         """
-        point = self.checkpoint
-        changed = [k for k in ARCHITECTURE if getattr(config, k) != getattr(point.config, k)]
+        checkpoint = self.checkpoint
+        changed = [k for k in ARCHITECTURE if getattr(config, k) != getattr(checkpoint.config, k)]
         if changed:
-            raise CheckpointError("cannot resume %s with a different %s" % (point.folder, ", ".join(changed)))
-        if point.epoch >= config.epochs:
+            raise CheckpointError("cannot resume %s with a different %s" % (checkpoint.folder, ", ".join(changed)))
+        if checkpoint.epoch >= config.epochs:
             raise CheckpointError("the run in %s is complete: it has done %d of %d epochs. Give --epochs above %d "
-                                  "to train further" % (point.folder, point.epoch, config.epochs, point.epoch))
+                                  "to train further" % (checkpoint.folder, checkpoint.epoch, config.epochs,
+                                                        checkpoint.epoch))
         target = config.save_dir
-        in_place = target is None or os.path.realpath(target) == point.save_dir
+        in_place = target is None or os.path.realpath(target) == checkpoint.save_dir
         if in_place:
-            if not os.path.islink(os.path.join(point.save_dir, "last")):
+            if not os.path.islink(os.path.join(checkpoint.save_dir, "last")):
                 raise CheckpointError("%s is not inside a save dir (no last/ beside it): give --save-dir to "
-                                      "continue from it into a new folder" % point.folder)
-            newest = newest_epoch(point.save_dir)
-            if os.path.realpath(os.path.join(point.save_dir, "last")) != point.real_folder:
+                                      "continue from it into a new folder" % checkpoint.folder)
+            newest = newest_epoch(checkpoint.save_dir)
+            if os.path.realpath(os.path.join(checkpoint.save_dir, "last")) != checkpoint.real_folder:
                 raise CheckpointError(
                     "%s holds epoch %d, but its save dir's last/ holds epoch %s: resuming it there would replace "
                     "newer checkpoints. Resume %s to continue the run, or give a new --save-dir to branch from "
-                    "epoch %d" % (point.folder, point.epoch, newest, _shown(point.save_dir, self.path),
-                                  point.epoch))
-            return config.replace(save_dir=_shown(point.save_dir, self.path))
+                    "epoch %d" % (checkpoint.folder, checkpoint.epoch, newest,
+                                  _shown(checkpoint.save_dir, self.path), checkpoint.epoch))
+            return config.replace(save_dir=_shown(checkpoint.save_dir, self.path))
         if os.path.lexists(os.path.join(target, "last")):
             raise CheckpointError("--save-dir %s already holds a run: to branch from %s, give a new folder"
-                                  % (target, point.folder))
-        if config.log_json is not None and config.log_json == point.config.log_json:
+                                  % (target, checkpoint.folder))
+        if config.log_json is not None and config.log_json == checkpoint.config.log_json:
             logger.warning("the branch does not write into %s, the log of the run it branches from: give "
                            "--log-json to log it", config.log_json)
             config = config.replace(log_json=None)
@@ -108,20 +162,21 @@ class ResumePoint(object):
                         config.save_dir)
 
     def restore(self, run):
-        """Load the weights into ``run``, put back the RNG states; return ``(events, next epoch, best, plateau)``."""
-        point = self.checkpoint
-        if point.dictionary.idx_to_word != run.corpus.dictionary.idx_to_word:
+        """Load the weights into ``run`` and put back the RNG states; return the :class:`RunState` to go on from."""
+        checkpoint = self.checkpoint
+        if checkpoint.dictionary.idx_to_word != run.corpus.dictionary.idx_to_word:
             raise CheckpointError("cannot resume %s: its vocabulary differs from this data's (check --data)"
-                                  % point.folder)
-        point.load_parameters(run.model, run.ctxs)
-        restore_rng_states(point.state["rng"])
-        logger.info("resuming from %s after epoch %d", point.folder, point.epoch)
-        return (list(point.state["events"]), point.epoch + 1, point.state["best_val_loss"],
-                point.state["plateau_factor"])
+                                  % checkpoint.folder)
+        checkpoint.load_parameters(run.model, run.ctxs)
+        restore_rng_states(checkpoint.state["rng"])
+        logger.info("resuming from %s after epoch %d", checkpoint.folder, checkpoint.epoch)
+        return RunState(checkpoint.epoch + 1, checkpoint.state["best_val_loss"], checkpoint.state["plateau_factor"],
+                        list(checkpoint.state["events"]))
 
 
-def _own_val_loss(point):
-    epochs = [e for e in point.state["events"] if e.get("event") == "epoch" and e.get("epoch") == point.epoch]
+def _own_val_loss(checkpoint):
+    epochs = [e for e in checkpoint.state["events"]
+              if e.get("event") == "epoch" and e.get("epoch") == checkpoint.epoch]
     return epochs[-1]["val_loss"] if epochs else None
 
 

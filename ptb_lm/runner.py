@@ -1,51 +1,34 @@
-"""A whole run: data, model and updater set up from a config, then epochs, checkpoints and the test.
+"""The epoch loop of a run, with its schedule and Ctrl-C: :func:`fit`, what ``ptb-lm-train`` and a notebook call.
 
-:func:`fit` is what ``scripts/train.py`` and a notebook call. Its pieces are
-small functions so that a notebook can use them one by one.
+    fit(config) -> resume.begin (assemble the run, open its outputs, restore a checkpoint)
+                -> for each epoch: run_epoch (train, validate) -> outputs.save (checkpoint, curves)
+                -> the test split
 """
 
-import importlib.util
-import json
 import logging
 import math
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
-from ._compat import describe_engine, describe_threads, import_mxnet
-from .checkpoint import SaveDirLock, save_checkpoint
-from .children import PACKAGE_ROOT, last_line, partial_path
-from .config import check_fits_data
-from .context import resolve_contexts
-from .data import Corpus, batch_starts, batchify
-from .download import locate_ptb
-from .errors import Interrupted, SaveDirError, TrainingDiverged
-from .loss import training_loss_for
-from .model import build_model
-from .parallel import create_kvstore, shards_of_rank, start_workers
-from .reporting import History, JsonlWriter, Progress, console_logging, log_event, perplexity
-from .resume import open_resume
-from .training import BatchPlan, evaluate, train_epoch
-from .updater import make_updater
+from .assembly import assemble
+from .errors import Interrupted, TrainingDiverged
+from .outputs import RunOutputs
+from .reporting import History, Progress, console_logging, log_event, perplexity
+from .resume import begin
+from .runtime import import_mxnet
+from .runtime.engine import describe_engine
+from .runtime.sharing import ThreadSharing
+from .runtime.threads import describe_threads
+from .training import train_epoch
 
 mx = import_mxnet()
-from mxnet import gluon  # noqa: E402
 
 logger = logging.getLogger(__name__)
-
-# Seconds a child may take to draw curves.png: matplotlib's first import in a new environment builds
-# its font cache, which can take tens of seconds.
-PLOT_TIMEOUT = 300
-# The plotting child: this ptb_lm, whatever the working directory holds.
-PLOTTER = "import sys; sys.path.insert(0, %r); from ptb_lm.plotting import main; main()"
 
 
 def seed_everything(seed):
@@ -69,170 +52,6 @@ def learning_rate(config, epoch, plateau_factor=1.0):
     if config.lr_decay_after is not None:
         rate *= config.lr_decay_per_epoch ** max(epoch - config.lr_decay_after, 0)
     return rate
-
-
-def load_corpus(config):
-    """Find PTB as ``config.data`` says and tokenise it."""
-    return Corpus(locate_ptb(config.data))
-
-
-@dataclass
-class Setup:
-    """What a run trains with."""
-
-    config: object
-    corpus: Corpus
-    ctxs: list
-    model: object
-    updater: object
-    loss_fn: object  # training's
-    eval_loss_fn: object  # the chapter's SoftmaxCrossEntropyLoss (evaluation has no backward to fuse)
-    train_plan: BatchPlan
-    rank: int = 0
-    num_workers: int = 1
-    sum_across_workers: Optional[Callable] = None
-    _eval_sources: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def is_chief(self):
-        """Only rank 0 logs, evaluates and writes checkpoints."""
-        return self.rank == 0
-
-    def eval_source(self, split):
-        """A split batchified at the evaluation batch size, on the first context (made once per run)."""
-        if split not in self._eval_sources:
-            ids = getattr(self.corpus, split)
-            self._eval_sources[split] = mx.nd.array(batchify(ids, self.config.eval_batch), ctx=self.ctxs[0],
-                                                    dtype="int32")
-        return self._eval_sources[split]
-
-    def evaluate(self, split, progress=None, check_stop=None):
-        """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
-        source = self.eval_source(split)
-        steps = self.config.num_steps
-        if progress is not None:
-            progress.start(len(batch_starts(source.shape[0], steps)),
-                           {"valid": "validating", "test": "testing"}.get(split, split))
-        try:
-            return evaluate(self.model, source, steps, self.eval_loss_fn,
-                            sync_every_batch=self.config.engine == "imperative", progress=progress,
-                            check_stop=check_stop)
-        finally:
-            if progress is not None:
-                progress.close()
-
-
-def setup(config, corpus=None, sparse_embedding=True, flat_update=True, softmax_loss=True, pack_rnn=True):
-    """Build the data plan, the model and the updater that ``config`` describes.
-
-    For measuring the fast engine's levers one by one (scripts/benchmark.py):
-    ``sparse_embedding=False`` keeps its embedding gradient dense,
-    ``flat_update=False`` updates through Gluon's Trainer, parameter by parameter,
-    ``softmax_loss=False`` trains with the chapter's loss instead of
-    :class:`~ptb_lm.loss.TrainingLoss` (the same function, with a faster backward on a CPU), and
-    ``pack_rnn=False`` lets Gluon's RNN layer concatenate its parameters every batch.
-    """
-    corpus = corpus or load_corpus(config)
-    check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
-    ctxs = resolve_contexts(config.ctx)
-    kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
-    fast = config.engine == "fast"
-    # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
-    sparse = fast and flat_update and sparse_embedding and kv is None and not config.tied
-    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
-    model.initialize_parameters(ctxs)
-    updater = make_updater(config, model, ctxs, kv, sparse_embedding=sparse, flat=flat_update,
-                           pack_rnn=pack_rnn)  # before the first backward
-    eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    loss_fn = training_loss_for(ctxs, eval_loss_fn) if fast and softmax_loss else eval_loss_fn
-    if fast:
-        # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
-        for block in (model, loss_fn, eval_loss_fn):
-            block.hybridize(static_alloc=True, static_shape=True)
-    shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
-    plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
-    reducer = start_workers(updater, kv, ctxs[0]) if num_workers > 1 else None
-    return Setup(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer)
-
-
-
-class RunOutputs(object):
-    """What a run writes besides its return value: the save dir (locked) and the JSON log.
-
-    Both are checked when the run starts, so an unwritable folder is found
-    before any training, not after an epoch of it.
-    """
-
-    def __init__(self, config, resuming):
-        self.config = config
-        self.resuming = resuming
-        self.lock = SaveDirLock(config.save_dir) if config.save_dir else None
-        self.log = None
-        self._plot_failed = False
-
-    def open(self):
-        """Lock the save dir and open the log; a new run never replaces an earlier run's checkpoints or log."""
-        if self.lock is not None:
-            self.lock.acquire()
-            if not self.resuming and os.path.lexists(os.path.join(self.config.save_dir, "last")):
-                raise SaveDirError("--save-dir %s already holds a run: continue it with --resume %s, or give a new "
-                                   "--save-dir (nothing was changed)" % (self.config.save_dir, self.config.save_dir))
-        if self.config.log_json:
-            if not self.resuming and os.path.isfile(self.config.log_json) and os.path.getsize(self.config.log_json):
-                raise SaveDirError("--log-json %s already holds a run's events: give another file (a resumed run "
-                                   "appends to its own)" % self.config.log_json)
-            self.log = JsonlWriter(self.config.log_json, append=self.resuming)
-        return self
-
-    def close(self):
-        if self.log is not None:
-            self.log.close()
-        if self.lock is not None:
-            self.lock.release()
-
-    def save(self, run, state, improved, history):
-        """Write the epoch's checkpoint, then redraw the curves (best-effort: a plot never ends a run)."""
-        if self.lock is None:
-            return
-        save_checkpoint(self.config.save_dir, run.model, self.config, run.corpus.dictionary, state, best=improved)
-        if not self._plot_failed and importlib.util.find_spec("matplotlib") is not None:  # an optional extra
-            self._draw_curves(history)
-
-    def _draw_curves(self, history):
-        """Redraw curves.png in a child process (ptb_lm.plotting), waiting for it; a failure is a warning.
-
-        In this process, matplotlib's figures grew it by a few MB an epoch (a bare process:
-        72.6 -> 92.2 MB over 25 plots), and a Ctrl-C inside its renderer could crash it.
-        The child stays in this process's group, so whatever ends the group (a closed
-        terminal, the launcher's SIGTERM) ends it too; but it starts with SIGINT blocked
-        (a blocked signal mask survives exec), so a Ctrl-C at the terminal lets it finish
-        the picture. This process's own SIGINT is blocked only while the child starts;
-        :class:`CtrlC` then gets it, and the run stops after the plot.
-        """
-        path = os.path.join(self.config.save_dir, "curves.png")
-        job = {"path": path, "events": [e for e in history.events if e["event"] in ("epoch", "test")]}
-        try:
-            unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # pending, never lost
-            try:
-                child = subprocess.Popen([sys.executable, "-c", PLOTTER % PACKAGE_ROOT], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
-            try:
-                _, errors = child.communicate(json.dumps(job), timeout=PLOT_TIMEOUT)
-            finally:
-                if child.poll() is None:  # a timeout, or a second Ctrl-C
-                    child.kill()
-                    child.wait()
-            failure = None if child.returncode == 0 else last_line(errors, "exit %d" % child.returncode)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            failure = str(err)
-        if failure:
-            partial = partial_path(path)  # a child killed while drawing leaves it
-            if os.path.exists(partial):
-                os.remove(partial)
-            self._plot_failed = True
-            logger.warning("could not draw %s (%s); training goes on without it", path, failure)
 
 
 class CtrlC(object):
@@ -291,47 +110,50 @@ def fit(config, on_event=None, resume=None, corpus=None, quiet=False):
 
 
 def _fit(config, on_event, resume, corpus, ctrl_c):
-    point = open_resume(resume) if resume is not None else None
-    if point is not None:
-        config = point.continue_config(config)
-    seed_everything(config.seed)
-    run = setup(config, corpus)
-    outputs = RunOutputs(config, resuming=point is not None) if run.is_chief else None
-    progress = Progress(config.progress if run.is_chief else "none")
+    def build(config):
+        seed_everything(config.seed)
+        return assemble(config, corpus)
+
+    def open_outputs(run, resuming):  # only rank 0 writes
+        return RunOutputs(run.config, resuming).open() if run.is_chief else None
+
     history = History()
-    listeners = [history]
+    outputs = None
+    progress = Progress("none")
     try:
+        run, outputs, state = begin(config, resume, build, open_outputs)
+        config = run.config
+        progress = Progress(config.progress if run.is_chief else "none")
+        sharing = ThreadSharing.for_this_process()
+        history.events[:0] = state.events
+        listeners = [history]
         if outputs is not None:
-            outputs.open()
-            if point is not None:
-                point.continue_config(config)  # again, under the lock: the save dir cannot have moved on since
             listeners += [log_event] + ([outputs.log] if outputs.log else []) + ([on_event] if on_event else [])
-        start_epoch, best_val, plateau = 1, math.inf, 1.0
-        if point is not None:
-            if outputs is not None:
-                point.start(config)
-            events, start_epoch, best_val, plateau = point.restore(run)
-            history.events[:0] = events
 
         def emit(event):
             for listen in listeners:
                 listen(event)
 
+        def between_batches():
+            ctrl_c.check()
+            sharing.tick()
+
         if run.is_chief:
-            _log_header(run)
-        for epoch in range(start_epoch, config.epochs + 1):
-            val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress, ctrl_c.check)
+            _log_header(run, sharing)
+        best_val, plateau = state.best_val_loss, state.plateau_factor
+        for epoch in range(state.next_epoch, config.epochs + 1):
+            val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress, between_batches)
             improved = val_loss < best_val
             if not improved and config.lr_decay is not None:
                 plateau *= config.lr_decay
             best_val = min(best_val, val_loss)
             if outputs is not None:
-                state = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
+                saved = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
                          "events": history.events}
-                outputs.save(run, state, improved, history)
+                outputs.save(run, saved, improved, history)
             ctrl_c.check()  # a Ctrl-C during the save or the plot ends the run here, with the epoch saved
         if run.is_chief:
-            test_loss = run.evaluate("test", progress, ctrl_c.check)
+            test_loss = run.split_loss("test", progress, between_batches)
             emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
                   "eval_batch_size": config.eval_batch})
             _log_outputs(config)
@@ -357,20 +179,20 @@ def _log_outputs(config):
         logger.info("events: %s", config.log_json)
 
 
-def _log_header(run):
+def _log_header(run, sharing):
     config = run.config
-    batches = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
+    batches = run.batches_per_epoch
     logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epoch%s (engine %s; "
                 "MXNet's CPU threads: %s; MXNet's engine: %s)",
                 config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
                 " x %d workers" % run.num_workers if run.num_workers > 1 else "",
                 batches, config.num_steps, config.batch_size,
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
-                config.epochs, "" if config.epochs == 1 else "s", config.engine, describe_threads(),
-                describe_engine())
+                config.epochs, "" if config.epochs == 1 else "s", config.engine,
+                describe_threads() + (", " + sharing.describe() if sharing.active else ""), describe_engine())
 
 
-def run_epoch(run, epoch, lr, emit, progress, check_stop=None):
+def run_epoch(run, epoch, lr, emit, progress, between_batches=None):
     """Train one epoch at rate ``lr``, evaluate on valid, emit the events; return the validation loss.
 
     A NaN or infinite validation loss is divergence: it raises before anything of the epoch is saved.
@@ -385,15 +207,14 @@ def run_epoch(run, epoch, lr, emit, progress, check_stop=None):
         progress.report(loss)
         emit({"event": "batch", "epoch": epoch, "batch": batch, "loss": loss, "ppl": perplexity(loss)})
 
-    total = len(run.train_plan) if config.max_batches is None else min(config.max_batches, len(run.train_plan))
-    progress.start(total, "epoch %d" % epoch)
+    progress.start(run.batches_per_epoch, "epoch %d" % epoch)
     train_loss, tokens, train_seconds = train_epoch(
         run.model, run.updater, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers,
-        check_stop)
+        between_batches)
     progress.close()
     val_loss = 0.0
     if run.is_chief:
-        val_loss = run.evaluate("valid", progress, check_stop)
+        val_loss = run.split_loss("valid", progress, between_batches)
     if run.sum_across_workers is not None:
         # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
         val_loss = run.sum_across_workers(val_loss, 0)[0]

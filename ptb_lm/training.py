@@ -18,12 +18,9 @@ import logging
 import math
 import time
 
-import numpy as np
-
-from ._compat import import_mxnet
-from .data import batch_starts, batchify, get_batch
+from .data import batch_starts, get_batch
 from .errors import TrainingDiverged
-from .parallel import stream_shards
+from .runtime import import_mxnet
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
@@ -41,29 +38,6 @@ def detach(state):
     if isinstance(state, (tuple, list)):
         return [s.detach() for s in state]
     return state.detach()
-
-
-class BatchPlan(object):
-    """A split laid out as in the chapter, on the device(s), with every batch's views made once.
-
-    ``source[k]`` is the ``(num_rows, streams_k)`` array of shard k on ``ctxs[k]``;
-    ``batches[j][k]`` is ``(data, target)`` of batch j on that shard, as
-    :func:`~ptb_lm.data.get_batch` returns them (views, not copies).
-    """
-
-    def __init__(self, ids, batch_size, num_steps, ctxs, shards=None):
-        batched = batchify(ids, batch_size)  # (num_rows, batch_size)
-        shards = shards or stream_shards(batch_size, len(ctxs))
-        self.num_rows = batched.shape[0]
-        self.ctxs = list(ctxs)
-        self.streams = [stop - start for start, stop in shards]
-        self.source = [mx.nd.array(np.ascontiguousarray(batched[:, a:b]), ctx=ctx, dtype="int32")
-                       for (a, b), ctx in zip(shards, ctxs)]
-        self.batches = [[get_batch(src, i, num_steps) for src in self.source]
-                        for i in batch_starts(self.num_rows, num_steps)]
-
-    def __len__(self):
-        return len(self.batches)
 
 
 class LossMeter(object):
@@ -88,22 +62,33 @@ class LossMeter(object):
         self.loss_sum += total.asscalar() if self.sync_every_batch else total  # += on an NDArray is in place
         self.tokens += tokens
 
-    def read(self):
-        """Return ``(summed loss, tokens)`` and reset; raise TrainingDiverged on NaN or inf."""
+    def wait(self):
+        """Wait until every batch added so far is computed (a progress bar then shows work done, not queued)."""
+        if not self.sync_every_batch:
+            self.loss_sum.wait_to_read()
+
+    def total(self):
+        """``(summed loss, tokens)`` so far, NaN and inf included; resets."""
         loss_sum = self.loss_sum if self.sync_every_batch else self.loss_sum.asscalar()
         tokens = self.tokens
         self.reset()
+        return float(loss_sum), tokens
+
+    def read(self):
+        """Return ``(summed loss, tokens)`` and reset; raise TrainingDiverged on NaN or inf."""
+        loss_sum, tokens = self.total()
         if not math.isfinite(loss_sum):
             raise TrainingDiverged("training diverged: the loss became %s; lower --lr or --clipping-norm" % loss_sum)
-        return float(loss_sum), tokens
+        return loss_sum, tokens
 
 
 def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None,
-                check_stop=None):
+                between_batches=None):
     """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
 
     ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches;
-    ``check_stop()`` before every batch (it raises to stop the run, on Ctrl-C).
+    ``between_batches()`` is called before every batch: it may raise to stop the run
+    (Ctrl-C), and the run also lets MXNet's threads follow the machine's load there.
     ``config.batch_size`` is the global batch: ``plan`` may hold only this
     worker's share of its streams, and ``sum_across_workers(loss_sum, tokens)``
     then turns this worker's sums into everyone's, so that every worker reports
@@ -130,8 +115,8 @@ def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=
     for ibatch, shards in enumerate(plan.batches):
         if config.max_batches is not None and ibatch >= config.max_batches:
             break
-        if check_stop is not None:
-            check_stop()
+        if between_batches is not None:
+            between_batches()
         hidden = [detach(h) for h in hidden]
         losses = []
         with autograd.record():
@@ -155,7 +140,7 @@ def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=
     return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start
 
 
-def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None, check_stop=None):
+def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None, between_batches=None):
     """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
     ``data_source`` is ``(num_rows, batch_size)`` on one context; the state starts
@@ -174,20 +159,16 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     ctx = data_source.context
     hidden = model.begin_state(func=mx.nd.zeros, batch_size=data_source.shape[1], ctx=ctx)
-    total = 0.0 if sync_every_batch else mx.nd.zeros((1,), ctx=ctx)
-    count = 0
+    meter = LossMeter(ctx, sync_every_batch)
     showing = progress is not None and progress.active
     for ibatch, i in enumerate(batch_starts(data_source.shape[0], num_steps)):
-        if check_stop is not None:
-            check_stop()
+        if between_batches is not None:
+            between_batches()
         data, target = get_batch(data_source, i, num_steps)
         output, hidden = model(data, hidden)
-        batch_sum = loss_fn(output, target).sum()
-        total += batch_sum.asscalar() if sync_every_batch else batch_sum
-        count += target.shape[0]
+        meter.add([loss_fn(output, target).sum()], target.shape[0])
         if showing and (ibatch + 1) % 20 == 0:
-            if not sync_every_batch:
-                total.wait_to_read()
+            meter.wait()
             progress.update(20 * target.shape[0], batches=20)
-    total = total if sync_every_batch else total.asscalar()
-    return total / count
+    loss_sum, tokens = meter.total()
+    return loss_sum / tokens

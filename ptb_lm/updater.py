@@ -35,15 +35,14 @@ import math
 
 import numpy as np
 
-from ._compat import import_mxnet
-from .checkpoint import check_optimizer_is_stateless
 from .errors import TrainingDiverged
+from .levers import FastLevers
+from .parallel import GRAD_KEY, WEIGHT_KEY
+from .runtime import import_mxnet
+from .runtime.internals import init_trainer_on_kvstore, parameter_data, point_parameter_at
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
-
-GRAD_KEY = 10 ** 6 + 1  # kvstore keys no parameter uses (the trainer numbers parameters from 0)
-WEIGHT_KEY = 10 ** 6 + 2
 
 
 def _diverged(norm):
@@ -58,7 +57,7 @@ def trainable(model):
 def make_optimizer(lr):
     """The chapter's SGD: no momentum, no weight decay, so no optimizer state to checkpoint."""
     optimizer = mx.optimizer.SGD(learning_rate=lr, momentum=0, wd=0)
-    check_optimizer_is_stateless(optimizer)
+    assert optimizer.create_state(0, mx.nd.zeros((1,))) is None, "checkpoints hold no optimizer state"
     return optimizer
 
 
@@ -94,11 +93,9 @@ class ChapterUpdater(object):
     def set_learning_rate(self, lr):
         self.trainer.set_learning_rate(lr)
 
-    def start_workers(self, kv):
+    def broadcast_initial_weights(self, kv):
         """Put rank 0's initial weights on the parameter server and in every worker."""
-        # Gluon does this lazily, inside the first all-reduce; private, but stable: mxnet is pinned at 1.9.1
-        self.trainer._init_kvstore()
-        self.trainer._init_params()
+        init_trainer_on_kvstore(self.trainer)  # what Gluon does lazily, inside the first all-reduce
 
     def __call__(self, batch_size, clip_at):
         self.trainer.allreduce_grads()
@@ -110,8 +107,8 @@ class ChapterUpdater(object):
 class FlatUpdater(object):
     """One weight buffer and one gradient buffer per context; see the module's docstring.
 
-    Replaces each parameter's private ``_data``/``_grad`` arrays with views into
-    the buffers (safe only because mxnet is pinned at 1.9.1; tests guard it).
+    Replaces each parameter's arrays with views into the buffers
+    (:func:`~ptb_lm.runtime.internals.point_parameter_at`).
     Must run before the model's first backward, or the model must be hybridized
     again after it: a static_alloc graph keeps writing into the arrays it saw.
     """
@@ -134,9 +131,9 @@ class FlatUpdater(object):
             for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
                 k = p.list_ctx().index(ctx)
                 weight = weights[offset:offset + size]
-                weight[:] = p._data[k].reshape((-1,))
+                weight[:] = parameter_data(p, k).reshape((-1,))
                 view, grad_view = weight.reshape(p.shape), grads[offset:offset + size].reshape(p.shape)
-                p._data[k], p._grad[k] = view, grad_view
+                point_parameter_at(p, k, view, grad_view)
                 autograd.mark_variables([view], [grad_view], grad_reqs="write")
             offset += size
         if pack_rnn:
@@ -152,7 +149,7 @@ class FlatUpdater(object):
     def set_learning_rate(self, lr):
         self.lr = lr
 
-    def start_workers(self, kv):
+    def broadcast_initial_weights(self, kv):
         """Put rank 0's initial weights on the parameter server and in every worker (one key)."""
         assert not self.sparse, "a sparse embedding is only used with one context and one worker"
         kv.init(WEIGHT_KEY, self.weights[0])
@@ -179,8 +176,8 @@ class FlatUpdater(object):
         return norm
 
 
-def make_updater(config, model, ctxs, kv, sparse_embedding=False, flat=True, pack_rnn=True):
-    """The updater of ``config.engine`` (``flat=False``: the chapter's, whatever the engine, for measuring)."""
-    if config.engine == "imperative" or not flat:
+def make_updater(config, model, ctxs, kv, levers=FastLevers(), sparse_embedding=False):
+    """The updater of ``config.engine`` with ``levers`` (``flat_update`` off: the chapter's, whatever the engine)."""
+    if config.engine == "imperative" or not levers.flat_update:
         return ChapterUpdater(model, ctxs, config.lr, kv)
-    return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding, pack_rnn=pack_rnn)
+    return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding, pack_rnn=levers.packed_rnn)

@@ -1,5 +1,8 @@
+"""The config: the chapter's defaults, the checks, presets from JSON, and how flags and presets combine."""
+
 import pytest
 
+from ptb_lm.cli import config_from_args, train_parser
 from ptb_lm.config import PRESETS, TrainConfig, check_fits_data, from_preset
 from ptb_lm.errors import ConfigError
 
@@ -70,3 +73,18 @@ def test_config_round_trips_through_json():
 
     config = from_preset("zaremba-medium", seed=4)
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def parse(*argv):
+    return config_from_args(train_parser().parse_args(list(argv)))
+
+
+def test_no_flags_is_the_chapter_config():
+    assert parse() == (TrainConfig(), None)
+
+
+def test_explicit_flags_override_the_preset_and_only_they_do():
+    config, _ = parse("--preset", "zaremba-small", "--lr", "0.5", "--epochs", "2")
+    assert config == from_preset("zaremba-small", lr=0.5, epochs=2)
+    assert parse("--preset", "zaremba-medium-tied")[0].tied
+    assert parse("--tied", "--embed-dim", "64", "--hidden-dim", "64")[0].tied

@@ -8,7 +8,7 @@ import pytest
 
 from ptb_lm.data import Corpus, DataError, Dictionary, batchify, encode, get_batch
 
-from conftest import ROOT, write_tiny_corpus
+from helpers import ROOT, write_tiny_corpus
 
 
 def test_dictionary_assigns_ids_in_order_of_first_sight():

@@ -8,6 +8,8 @@ import pytest
 
 from ptb_lm.download import ChecksumMismatch, DataError, download, locate_ptb, safe_extract, sha1_of, unpack_ptb
 
+from helpers import ROOT
+
 
 def test_download_and_unpack_real_ptb_from_a_local_server(served, ptb_zip, tmp_path):
     www, url = served
@@ -92,13 +94,14 @@ def test_uses_the_ptb_fixture(ptb_zip):
 
 
 def fresh_layout(tmp_path):
-    """A checkout's tests/ folder with our conftest and one test that uses the PTB fixture: no data/, no ../shared."""
-    from conftest import ROOT
+    """A checkout's tests/ folder with our conftest (and the helpers it imports) and one test that uses the PTB
+    fixture: no data/, no ../shared."""
     from ptb_lm.download import PTB_SHA1
 
     layout = tmp_path / "clone"
     (layout / "tests").mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, "tests", "conftest.py"), str(layout / "tests" / "conftest.py"))
+    for name in ("conftest.py", "helpers.py"):
+        shutil.copy(os.path.join(ROOT, "tests", name), str(layout / "tests" / name))
     (layout / "tests" / "test_fixture_user.py").write_text(FIXTURE_USER % PTB_SHA1)
     assert not (tmp_path / "shared").exists()
     return layout

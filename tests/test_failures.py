@@ -14,16 +14,13 @@ import pytest
 from ptb_lm import fit, load
 from ptb_lm.errors import TrainingDiverged
 
-from conftest import ROOT, one_line_error, run_cli, write_tiny_corpus
-from conftest import tiny_config as base_config
+from helpers import ROOT, TINY, one_line_error, run_cli, tiny_config, write_tiny_corpus
 
 
-def tiny_config(corpus, **changes):
-    return base_config(corpus, **dict(dict(epochs=1), **changes))
+def one_epoch_config(corpus, **changes):
+    return tiny_config(corpus, **dict(dict(epochs=1), **changes))
 
 
-TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
-        "--ctx", "cpu", "--progress", "none"]
 EVALUATE = os.path.join(ROOT, "scripts", "evaluate.py")
 
 
@@ -31,7 +28,7 @@ EVALUATE = os.path.join(ROOT, "scripts", "evaluate.py")
 def saved(tiny_corpus, tmp_path_factory):
     """A one-epoch save dir, never changed by the tests (they copy it)."""
     save = str(tmp_path_factory.mktemp("saved") / "run")
-    fit(tiny_config(tiny_corpus, save_dir=save))
+    fit(one_epoch_config(tiny_corpus, save_dir=save))
     return save
 
 
@@ -42,8 +39,6 @@ def copy_of(save, tmp_path):
     shutil.copytree(save, target, symlinks=True)
     return target
 
-
-# --- the save dir and the log ----------------------------------------------------------------------
 
 def test_a_save_dir_under_a_file_is_one_line_before_training(tiny_corpus, tmp_path):
     blocker = tmp_path / "file"
@@ -97,7 +92,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tin
 def test_a_plot_that_fails_never_ends_the_run(tiny_corpus, tmp_path, caplog):
     save = tmp_path / "run"
     (save / "curves.png").mkdir(parents=True)  # matplotlib cannot write the picture there
-    history = fit(tiny_config(tiny_corpus, epochs=2, save_dir=str(save)))
+    history = fit(one_epoch_config(tiny_corpus, epochs=2, save_dir=str(save)))
     assert len(history.of("epoch")) == 2 and history.test is not None
     warnings = [r.getMessage() for r in caplog.records if "curves.png" in r.getMessage()]
     assert len(warnings) == 1 and "Is a directory" in warnings[0], warnings  # once, with the child's reason
@@ -113,44 +108,6 @@ def test_the_training_process_never_loads_matplotlib(tiny_corpus, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "False"
     assert os.path.isfile(os.path.join(save, "curves.png"))
-
-
-def plotting_child_of(pid):
-    """The PID of a live ``python -m ptb_lm.plotting`` whose parent is ``pid``, or None."""
-    for entry in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/stat" % entry) as stat, open("/proc/%s/cmdline" % entry, "rb") as cmdline:
-                if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid and b"ptb_lm.plotting" in cmdline.read():
-                    return int(entry)
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
-
-
-def test_ctrl_c_at_the_terminal_lets_the_plot_finish_and_stops_the_run(tiny_corpus, tmp_path):
-    """A terminal's Ctrl-C reaches its whole process group: the plotting child ignores it and finishes the
-    picture, and the run stops after it with the epoch saved."""
-    save = str(tmp_path / "run")
-    run = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", tiny_corpus,
-                            "--save-dir", save] + TINY + ["--epochs", "100000"], cwd=ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and plotting_child_of(run.pid) is None:
-            time.sleep(0.01)
-        child = plotting_child_of(run.pid)
-        assert child is not None, "no plot was ever drawn"
-        os.killpg(run.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
-        _, err = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)  # the run and its plotting child
-    assert run.returncode == 130, err
-    assert "could not draw" not in err, err
-    epoch = json.load(open(os.path.join(save, "last", "state.json")))["epoch"]
-    assert "holds epoch %d" % epoch in err
-    with open(os.path.join(save, "curves.png"), "rb") as png:
-        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_two_runs_on_one_save_dir_the_second_is_refused(tiny_corpus, tmp_path):
@@ -173,12 +130,10 @@ def test_a_stale_lock_is_taken_over_and_the_log_says_so(tiny_corpus, tmp_path, c
     save = tmp_path / "run"
     save.mkdir()
     (save / ".lock").write_text("process 999999 on a-machine-long-gone")
-    fit(tiny_config(tiny_corpus, save_dir=str(save)))
+    fit(one_epoch_config(tiny_corpus, save_dir=str(save)))
     assert "999999" in caplog.text and "no longer running" in caplog.text
     assert os.path.islink(str(save / "last"))
 
-
-# --- checkpoints ---------------------------------------------------------------------------------
 
 def damage(path, how):
     data = open(path, "rb").read()
@@ -217,7 +172,7 @@ def test_checkpoints_hold_no_pickle(saved, monkeypatch, tiny_corpus, tmp_path):
     for name in ("dump", "dumps", "load", "loads", "Pickler", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     save = str(tmp_path / "run")
-    fit(tiny_config(tiny_corpus, save_dir=save))
+    fit(one_epoch_config(tiny_corpus, save_dir=save))
     load(save)
     for name in os.listdir(os.path.join(save, "last")):
         head = open(os.path.join(save, "last", name), "rb").read(2)
@@ -231,6 +186,8 @@ import builtins, os, shutil, signal, sys, tempfile
 sys.path.insert(0, {root!r})
 from ptb_lm import checkpoint
 from ptb_lm.resume import ResumePoint
+
+
 
 step, target = [0], int(sys.argv[1])
 
@@ -281,22 +238,18 @@ def test_kill_9_at_every_step_of_a_checkpoint_write_leaves_last_and_best_loadabl
     assert epochs_seen == {1, 2} and json.load(open(os.path.join(save, "last", "state.json")))["epoch"] == 2
 
 
-# --- divergence ------------------------------------------------------------------------------------
-
 def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tiny_corpus, tmp_path, monkeypatch):
-    from ptb_lm import runner
+    from ptb_lm.assembly import Run
 
     save = str(tmp_path / "run")
-    fit(tiny_config(tiny_corpus, save_dir=save))
+    fit(one_epoch_config(tiny_corpus, save_dir=save))
     before = os.readlink(os.path.join(save, "last"))
-    monkeypatch.setattr(runner.Setup, "evaluate", lambda self, split, progress=None, check_stop=None: float("nan"))
+    monkeypatch.setattr(Run, "split_loss", lambda self, split, progress=None, between_batches=None: float("nan"))
     with pytest.raises(TrainingDiverged) as err:
-        fit(tiny_config(tiny_corpus, epochs=2), resume=save)
+        fit(one_epoch_config(tiny_corpus, epochs=2), resume=save)
     assert "validation loss" in str(err.value)
     assert os.readlink(os.path.join(save, "last")) == before
 
-
-# --- data ------------------------------------------------------------------------------------------
 
 def test_a_damaged_data_zip_is_one_line(ptb_zip, tmp_path):
     data = open(ptb_zip, "rb").read()
@@ -328,8 +281,6 @@ def test_a_half_deleted_data_folder_is_one_line_and_is_left_alone(tmp_path):
     one_line_error(out, 2, os.path.join(str(work), "data", "ptb"), "ptb.valid.txt", "delete it")
     assert sorted(os.listdir(folder)) == ["ptb.test.txt", "ptb.train.txt"]
 
-
-# --- the launcher --------------------------------------------------------------------------------
 
 def test_a_host_name_beginning_with_a_dash_never_reaches_ssh(tmp_path):
     hosts = tmp_path / "hosts"

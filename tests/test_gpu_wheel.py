@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.gpu_wheel
 DOCTOR = os.path.join(ROOT, "scripts", "doctor.py")

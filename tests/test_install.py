@@ -4,10 +4,12 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 FAKE_VERSION = """
 import runpy, sys
+
+
 sys.version_info = ({major}, {minor}, 0, "final", 0)
 sys.argv = ["setup.py", "--version"]
 runpy.run_path("setup.py", run_name="__main__")

@@ -79,11 +79,11 @@ def test_the_softmax_loss_is_a_cpu_lever_and_gpus_keep_the_chapters_loss():
 
 def test_the_fast_engine_trains_with_it_and_evaluates_with_the_chapters_loss(tiny_corpus):
     from ptb_lm import TrainConfig
-    from ptb_lm.runner import setup
+    from ptb_lm.assembly import assemble
 
     config = TrainConfig(batch_size=4, num_steps=5, embed_dim=8, hidden_dim=8, data=tiny_corpus, ctx="cpu")
-    fast = setup(config)
+    fast = assemble(config)
     assert isinstance(fast.loss_fn, TrainingLoss)
     assert isinstance(fast.eval_loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)
-    imperative = setup(config.replace(engine="imperative"))
+    imperative = assemble(config.replace(engine="imperative"))
     assert isinstance(imperative.loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)

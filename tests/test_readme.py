@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, write_tiny_corpus
+from helpers import ROOT, write_tiny_corpus
 
 
 def readme_python_blocks():

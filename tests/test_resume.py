@@ -1,18 +1,30 @@
-"""Resume: where a resumed run goes, what it restores, and what it refuses (one module: ptb_lm.resume)."""
+"""Resume: where a resumed run goes, what it restores, what it refuses, and that it takes exactly the
+steps an uninterrupted run takes (one module: ptb_lm.resume)."""
 import json
 import os
 import shutil
 
 import pytest
 
-from ptb_lm import fit
-from ptb_lm.errors import CheckpointError, ConfigError
+from ptb_lm import TrainConfig, fit
+from ptb_lm.cli import config_from_args, train_parser
+from ptb_lm.errors import CheckpointError, ConfigError, UserError
 from ptb_lm.runner import learning_rate
 
-from conftest import run_cli, tiny_config
+from helpers import (
+    TINY,
+    lstm_config,
+    run_cli,
+    tiny_config,
+)
 
-TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--ctx", "cpu",
-        "--progress", "none", "--seed", "4"]
+# TINY without --epochs, and seeded
+RESUME_TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--ctx", "cpu",
+               "--progress", "none", "--seed", "4"]
+
+
+def epoch_losses(history):
+    return [e[k] for e in history.of("epoch") for k in ("train_loss", "val_loss")]
 
 
 def state_of(folder):
@@ -37,9 +49,64 @@ def snapshot(folder):
 def two_epochs(tiny_corpus, tmp_path):
     """A save dir holding a 2-epoch run; returns its path."""
     save = str(tmp_path / "run")
-    out = run_cli(["--data", tiny_corpus, "--save-dir", save, "--epochs", "2"] + TINY)
+    out = run_cli(["--data", tiny_corpus, "--save-dir", save, "--epochs", "2"] + RESUME_TINY)
     assert out.returncode == 0, out.stderr
     return save
+
+
+def test_resume_reaches_the_same_losses_as_an_uninterrupted_run(tiny_corpus, tmp_path):
+    whole = fit(lstm_config(tiny_corpus, epochs=3))
+    first = lstm_config(tiny_corpus, epochs=2, save_dir=str(tmp_path / "run"))
+    fit(first)
+    resumed = fit(first.replace(epochs=3), resume=str(tmp_path / "run"))
+    assert len(resumed.of("epoch")) == 3
+    assert epoch_losses(resumed) == pytest.approx(epoch_losses(whole), rel=1e-6)
+    assert resumed.test["test_loss"] == pytest.approx(whole.test["test_loss"], rel=1e-6)
+
+
+def test_resume_from_the_command_line_continues_and_appends_the_log(tiny_corpus, tmp_path):
+    save, log = str(tmp_path / "run"), str(tmp_path / "run.jsonl")
+    first = run_cli(["--data", tiny_corpus, "--save-dir", save, "--log-json", log, "--seed", "4"] + TINY)
+    assert first.returncode == 0, first.stderr
+    again = run_cli(["--resume", save, "--epochs", "2", "--log-json", log, "--progress", "none"])
+    assert again.returncode == 0, again.stderr
+    assert "[Epoch 2]" in again.stdout and "[Epoch 1]" not in again.stdout
+    events = [json.loads(l) for l in open(log)]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+
+
+def parse(*argv):
+    return config_from_args(train_parser().parse_args(list(argv)))
+
+
+@pytest.fixture(scope="module")
+def saved_run(tiny_corpus, tmp_path_factory):
+    """A one-epoch run saved with checkpoints; returns (save_dir, its config)."""
+    save = str(tmp_path_factory.mktemp("cfg") / "run")
+    config = TrainConfig(mode="gru", embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=1, seed=3,
+                         data=tiny_corpus, ctx="cpu", progress="none", save_dir=save)
+    fit(config)
+    return save, config
+
+
+def test_resume_takes_the_checkpoint_config_and_the_flags_given(saved_run):
+    save, saved = saved_run
+    config, point = parse("--resume", save, "--epochs", "20", "--lr", "0.5")
+    assert config == saved.replace(epochs=20, lr=0.5, save_dir=None)  # the save dir is the checkpoint's, in fit
+    assert point.checkpoint.epoch == 1
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--preset", "zaremba-small"], ["drop --preset"]),
+    (["--hidden-dim", "16"], ["hidden_dim", "--hidden-dim"]),
+    (["--mode", "lstm"], ["mode", "--mode"]),
+])
+def test_resume_refuses_a_preset_or_an_architecture_flag(saved_run, flags, words):
+    save, _ = saved_run
+    with pytest.raises(UserError) as err:
+        parse("--resume", save, "--epochs", "3", *flags)
+    for word in words:
+        assert word in str(err.value)
 
 
 def test_a_copied_run_resumes_in_the_copy_and_leaves_the_original_alone(two_epochs, tmp_path):

@@ -1,4 +1,5 @@
 """What a newcomer sees: the terminal (through tmux, as a person sees it), help texts, and messages."""
+import io
 import os
 import shutil
 import subprocess
@@ -8,14 +9,9 @@ import uuid
 
 import pytest
 
-from ptb_lm import TrainConfig, fit
-from ptb_lm.errors import Interrupted
+from ptb_lm.reporting import Progress
 
-from conftest import ROOT, run_cli
-
-SCRIPTS = os.path.join(ROOT, "scripts")
-TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",
-        "--ctx", "cpu", "--progress", "none"]
+from helpers import ROOT, SCRIPTS, TINY, run_cli
 
 
 @pytest.mark.ptb
@@ -50,20 +46,6 @@ def test_the_header_counts_the_batches_that_will_run_and_the_run_says_where_thin
     header = out.stdout.splitlines()[0]
     assert " 7 batches of 5x4 per epoch (--max-batches 7 of " in header, header
     assert "checkpoints: %s/last -> epoch-0001" % save in out.stdout and "events: %s" % log in out.stdout
-
-
-def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_yet(tiny_corpus, tmp_path):
-    save = str(tmp_path / "run")
-
-    def interrupt(event):
-        if event["event"] == "batch":
-            raise KeyboardInterrupt
-
-    config = TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=2, eval_period=5,
-                         data=tiny_corpus, ctx="cpu", progress="none", save_dir=save)
-    with pytest.raises(Interrupted) as err:
-        fit(config, on_event=interrupt)
-    assert "before the first checkpoint" in str(err.value) and "give --save-dir" not in str(err.value)
 
 
 def test_evaluate_and_generate_do_not_say_training(tiny_corpus, tmp_path):
@@ -124,45 +106,23 @@ def test_import_ptb_lm_then_mxnet_works():
     assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr
 
 
-def test_ctrl_c_during_a_checkpoint_write_is_held_until_the_checkpoint_is_whole(tiny_corpus, tmp_path, monkeypatch):
-    """A Ctrl-C inside the save (or inside matplotlib's drawing, where it could crash the process) is delivered
-    once the checkpoint and the plot are done, so the message's epoch is the one last/ holds."""
-    import json
-    import signal
+def test_progress_is_a_bar_only_in_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
 
-    from ptb_lm import checkpoint
-
-    real = checkpoint._check_readable
-
-    def interrupted_read_back(params, model):
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of writing epoch 1
-        return real(params, model)
-
-    monkeypatch.setattr(checkpoint, "_check_readable", interrupted_read_back)
-    save = str(tmp_path / "run")
-    config = TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=3, data=tiny_corpus,
-                         ctx="cpu", progress="none", save_dir=save)
-    with pytest.raises(Interrupted) as err:
-        fit(config)
-    assert "holds epoch 1" in str(err.value)
-    assert json.load(open(os.path.join(save, "last", "state.json")))["epoch"] == 1
-
-
-def test_ctrl_c_is_never_lost_the_run_stops_at_the_next_batch(tiny_corpus, tmp_path):
-    """Ctrl-C only sets a flag that the loops check between batches: wherever the SIGINT lands (even in an
-    NDArray's __del__, where a raised KeyboardInterrupt would be printed and ignored), the run stops."""
-    import signal
-
-    seen = []
-
-    def interrupt_once(event):
-        seen.append(event)
-        if event["event"] == "batch" and len([e for e in seen if e["event"] == "batch"]) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    config = TrainConfig(embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=50, eval_period=2,
-                         data=tiny_corpus, ctx="cpu", progress="none", save_dir=str(tmp_path / "run"))
-    with pytest.raises(Interrupted):
-        fit(config, on_event=interrupt_once)
-    assert [e["event"] for e in seen] == ["batch"]  # stopped before the next report, in epoch 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    plain = io.StringIO()
+    progress = Progress("auto", stream=plain)
+    progress.start(10, "epoch 1")
+    progress.update(5)
+    progress.close()
+    assert not progress.enabled and plain.getvalue() == ""
+    term = Terminal()
+    progress = Progress("auto", stream=term, mininterval=0)
+    progress.start(10, "epoch 1")
+    for _ in range(10):
+        progress.update(5)
+    progress.report(4.5)
+    progress.close()
+    shown = term.getvalue()
+    assert progress.enabled and "epoch 1" in shown and "10/10" in shown and "loss=4.50" in shown

@@ -3,8 +3,9 @@
 import logging
 import re
 
-from ._compat import error_summary, import_mxnet
-from .errors import ContextError
+from ..errors import ContextError
+from .shim import error_summary, import_mxnet
+from .supported import capability_range
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def gpu_description(index):
     return devices[index] if index < len(devices) else None
 
 
-def _gpu_unusable_reason(index):
+def gpu_unusable_reason(index):
     """Return None if GPU ``index`` computes, else a sentence saying why not."""
     mx = import_mxnet()
     try:
@@ -62,16 +63,14 @@ def _gpu_unusable_reason(index):
         return "no GPU %d is visible (this mxnet sees %d)" % (index, count)
     device = gpu_description(index)
     if device is not None and device["supported"] is False:
-        from .native import supported_range
-
         return ("GPU %d (%s) has compute capability %s, and mxnet-cu112 1.9.1 runs on %s only (the last MXNet "
-                "release predates this GPU)" % (index, device["name"], device["capability"], supported_range()))
+                "release predates this GPU)" % (index, device["name"], device["capability"], capability_range()))
     try:
         _probe(mx.gpu(index))
     except mx.base.MXNetError as err:
         return (
-            "GPU %d cannot compute (%s); mxnet-cu112 1.9.1 supports compute capability sm_50 to sm_86 "
-            "(8.9 by compatibility); ptb-lm-doctor tells more" % (index, error_summary(err))
+            "GPU %d cannot compute (%s); mxnet-cu112 1.9.1 supports compute capability %s; "
+            "ptb-lm-doctor tells more" % (index, error_summary(err), capability_range())
         )
     return None
 
@@ -79,7 +78,7 @@ def _gpu_unusable_reason(index):
 def try_gpu(index=0, purpose="training"):
     """Return ``mx.gpu(index)`` if a computation there runs to the end, else ``mx.cpu()``, logging why."""
     mx = import_mxnet()
-    reason = _gpu_unusable_reason(index)
+    reason = gpu_unusable_reason(index)
     if reason is None:
         return mx.gpu(index)
     logger.info("%s on the CPU: %s", purpose, reason)
@@ -95,7 +94,7 @@ def resolve_contexts(spec, purpose="training"):
     if kind == "cpu":
         return [mx.cpu(i) for i in ids]
     for i in ids:
-        reason = _gpu_unusable_reason(i)
+        reason = gpu_unusable_reason(i)
         if reason is not None:
             raise ContextError("--ctx %s: %s. Use --ctx cpu or --ctx auto." % (spec, reason))
     return [mx.gpu(i) for i in ids]

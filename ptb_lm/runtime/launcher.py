@@ -26,14 +26,15 @@ import subprocess
 import sys
 import time
 
-from ._compat import (DEFAULT_MARK, ENGINE_MARK, ENGINE_VARIABLE, THREAD_VARIABLES, check_mxnet_variables,
-                      physical_cores, user_chose_threads)
+from ..errors import LaunchError
 from .children import last_line, package_environment
-from .errors import LaunchError
+from .engine import ENGINE_MARK, ENGINE_VARIABLE
+from .shim import check_mxnet_variables
+from .threads import DEFAULT_MARK, THREAD_VARIABLES, physical_cores, user_chose_threads
 
 logger = logging.getLogger(__name__)
 
-SERVE = "from ptb_lm._compat import import_mxnet; import_mxnet()"  # importing mxnet runs the server loop
+SERVE = "from ptb_lm.runtime import import_mxnet; import_mxnet()"  # importing mxnet runs the server loop
 
 
 def free_port(host="127.0.0.1"):
@@ -152,7 +153,7 @@ def thread_environments(base, num_workers, local):
     physical cores, and the mostly idle scheduler and servers one thread each, so that
     no two thread pools spin against each other. A worker on another host (``local``
     false) chooses its own. (The engine needs nothing here: with DMLC_ROLE set, every
-    process keeps MXNet's own unless the user chose; ptb_lm._compat.set_mxnet_engine.)
+    process keeps MXNet's own unless the user chose; ptb_lm.runtime.engine.)
     """
     serve_env, worker_env = dict(base), dict(base)
     if user_chose_threads(base):

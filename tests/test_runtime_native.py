@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from ptb_lm import native
+from ptb_lm.runtime import native
+from ptb_lm.runtime.supported import capability_supported
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 
 def fake_wheels(root, packages):
@@ -91,7 +92,7 @@ def test_the_doctor_resolves_a_library_where_the_loader_does(tmp_path, tags):
     loader = subprocess.run([sys.executable, "-c", "import ctypes; ctypes.CDLL(%r); need = ctypes.CDLL('libneed.so'); "
                              "need.which.restype = ctypes.c_char_p; print(need.which().decode())" % top],
                             env=env, capture_output=True, text=True, check=True).stdout.strip()
-    doctor = subprocess.run([sys.executable, "-c", "from ptb_lm import native; "
+    doctor = subprocess.run([sys.executable, "-c", "from ptb_lm.runtime import native; "
                              "print(native.resolve_needed(%r, roots=[])['libneed.so'])" % top],
                             env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert doctor == os.path.join(loader, "libneed.so")
@@ -102,7 +103,7 @@ def test_the_doctor_resolves_a_library_where_the_loader_does(tmp_path, tags):
     ((3, 7), False), ((9, 0), False), ((10, 0), False), ((12, 0), False),
 ])
 def test_compute_capability_rules(capability, supported):
-    assert native.capability_supported(*capability) is supported
+    assert capability_supported(*capability) is supported
 
 
 def test_an_unsupported_gpu_is_named_and_skipped(monkeypatch, caplog):
@@ -110,8 +111,8 @@ def test_an_unsupported_gpu_is_named_and_skipped(monkeypatch, caplog):
 
     import mxnet as mx
 
-    from ptb_lm import context
     from ptb_lm.errors import ContextError
+    from ptb_lm.runtime import devices as context
 
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 1)
     monkeypatch.setattr(context, "gpu_description",

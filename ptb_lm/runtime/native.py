@@ -29,12 +29,11 @@ import site
 import struct
 import sys
 
+from .supported import capability_supported
+
 GPU_DISTRIBUTION = "mxnet-cu112"
 CPU_DISTRIBUTION = "mxnet"
 DRIVER = "libcuda.so.1"
-# Compute capabilities the GPU wheel carries code for (sm_50 .. sm_86, no PTX): code built for 8.6 also
-# runs on 8.x (Ada, 8.9); Hopper (9.0) and newer cannot run MXNet's own kernels.
-SUPPORTED_CAPABILITY = ((5, 0), (8, 9))
 
 # (package folder under site-packages/nvidia, soname), in an order where each library's own needs come first
 CUDA_LIBRARIES = [
@@ -220,16 +219,6 @@ def resolve_needed(library, roots=None):
 
 
 # --- what the driver says -----------------------------------------------------------------------
-
-def capability_supported(major, minor):
-    """Whether the GPU wheel (sm_50 .. sm_86, no PTX) can run on compute capability ``major.minor``."""
-    return SUPPORTED_CAPABILITY[0] <= (major, minor) <= SUPPORTED_CAPABILITY[1]
-
-
-def supported_range():
-    (a, b), (c, d) = SUPPORTED_CAPABILITY
-    return "%d.%d to %d.%d" % (a, b, c, d)
-
 
 def cuda_driver(library=DRIVER):
     """What the NVIDIA driver reports, through its own API: a dict with ``driver_version`` (e.g. "12.4"),

@@ -1,43 +1,22 @@
-"""MXNet's operator threads and engine: one thread per physical core and NaiveEngine (with the CPU wheel)
-unless the user chose, and a clear error for a value MXNet cannot take.
-
-MXNet itself gives its operators half the logical CPUs of an x86 machine, assuming
-two hyper-threads a core; ptb_lm counts the physical cores (ptb_lm._compat). MXNet's
-default engine runs operators on worker threads; NaiveEngine on the calling thread.
-"""
+"""MXNet's operator threads: one per physical core unless the user chose, and a clear error for a value
+MXNet cannot take. MXNet itself gives its operators half the logical CPUs of an x86 machine, assuming
+two hyper-threads a core; ptb_lm counts the physical cores (ptb_lm.runtime.threads)."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from ptb_lm import _compat
-from ptb_lm.launcher import thread_environments
+from ptb_lm.runtime import threads
+from ptb_lm.runtime.launcher import thread_environments
 
-from conftest import ROOT
-
-THREAD_NAMES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", _compat.DEFAULT_MARK, "MXNET_ENGINE_TYPE",
-                _compat.ENGINE_MARK)
-
-
-def lscpu_physical_cores():
-    """The oracle: distinct (socket, core) pairs among the CPUs this process may run on, as lscpu lists them."""
-    out = subprocess.run(["lscpu", "-p=CPU,CORE,SOCKET"], capture_output=True, text=True, check=True).stdout
-    allowed = os.sched_getaffinity(0)
-    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
-    return len({(socket, core) for cpu, core, socket in rows if int(cpu) in allowed})
-
-
-def expected_cores():
-    """What ptb_lm should count here: lscpu's cores, at most a container's CPU quota."""
-    quota = _compat._cgroup_cpu_quota("/sys")
-    return min(lscpu_physical_cores(), quota) if quota else lscpu_physical_cores()
-
-
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_NAMES}
-    env.update(extra)
-    return env
+from helpers import (
+    ROOT,
+    clean_env,
+    cpu_wheel_installed,
+    expected_cores,
+    threads_after_a_product,
+)
 
 
 def fake_sysfs(root, topology, quota=None):
@@ -62,15 +41,15 @@ HYPERTHREADED = {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)}
 
 @pytest.mark.parametrize("cpus, cores", [({0, 1, 2, 3}, 2), ({0, 2}, 1), ({0, 1}, 2), ({3}, 1)])
 def test_physical_cores_counts_cores_not_hyperthreads(tmp_path, cpus, cores):
-    assert _compat.physical_cores(fake_sysfs(tmp_path, HYPERTHREADED), cpus, proc=str(tmp_path)) == cores
+    assert threads.physical_cores(fake_sysfs(tmp_path, HYPERTHREADED), cpus, proc=str(tmp_path)) == cores
 
 
 def test_physical_cores_tells_packages_apart_and_obeys_a_cgroup_quota(tmp_path):
     two_sockets = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)}  # core ids repeat on the second socket
     for name, quota, cores in [("a", None, 4), ("b", "150000 100000", 2), ("c", "max 100000", 4)]:
         root = fake_sysfs(tmp_path / name, two_sockets, quota)
-        assert _compat.physical_cores(root, {0, 1, 2, 3}, proc=root) == cores, quota
-    assert _compat.physical_cores(str(tmp_path / "nothing"), {0}, proc=str(tmp_path / "nothing")) is None
+        assert threads.physical_cores(root, {0, 1, 2, 3}, proc=root) == cores, quota
+    assert threads.physical_cores(str(tmp_path / "nothing"), {0}, proc=str(tmp_path / "nothing")) is None
 
 
 def write(path, text):
@@ -97,25 +76,25 @@ def test_a_quota_on_a_nested_cgroup_or_its_ancestors_binds(tmp_path, layout):
             top = root / ("fs/cgroup/unified" if layout == "hybrid" else "fs/cgroup")
             write(top / quota_at / "cpu.max", "%d 100000\n" % (quota * 100000))
             write(top / "cpu.max", "max 100000\n")
-        assert _compat.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(root)) == quota, (layout, quota_at)
+        assert threads.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(root)) == quota, (layout, quota_at)
         # without /proc/self/cgroup only the top is read, where there is no quota; likewise for a cgroup
         # outside the namespace's view, which a ".." in its path shows
-        assert _compat.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(tmp_path / "no-proc")) == 4
+        assert threads.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(tmp_path / "no-proc")) == 4
         (root / "self/cgroup").write_text((root / "self/cgroup").read_text().replace(cgroup, "/../job.slice"))
-        assert _compat.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(root)) == 4
+        assert threads.physical_cores(sysfs, {0, 1, 2, 3}, proc=str(root)) == 4
 
 
 def test_physical_cores_on_this_machine_agrees_with_lscpu():
-    assert _compat.physical_cores() == expected_cores()
+    assert threads.physical_cores() == expected_cores()
 
 
 def test_odd_cgroup_files_are_ignored_and_odd_topology_is_unknown(tmp_path):
     for quota in ("100000 0", "0 100000", "-5 100000", "x y", ""):
         root = fake_sysfs(tmp_path / ("q%d" % len(list(tmp_path.iterdir()))), HYPERTHREADED, quota)
-        assert _compat.physical_cores(root, {0, 1, 2, 3}, proc=root) == 2, quota
+        assert threads.physical_cores(root, {0, 1, 2, 3}, proc=root) == 2, quota
     root = fake_sysfs(tmp_path / "binary", {0: (0, 0)})
     (tmp_path / "binary/devices/system/cpu/cpu0/topology/core_id").write_bytes(b"\xff\xfe")
-    assert _compat.physical_cores(root, {0}, proc=root) is None
+    assert threads.physical_cores(root, {0}, proc=root) is None
 
 
 def child_environment(env):
@@ -131,53 +110,10 @@ def test_import_sets_one_thread_per_core_and_keeps_a_users_choice():
     assert child_environment(clean_env(OMP_NUM_THREADS="3")) == ["None", "3"]
     assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="5")) == ["5", "None"]
     # a parent's default gives way to an OMP_NUM_THREADS set after it (MXNet would rank it above)
-    mark = {_compat.DEFAULT_MARK: "2"}
+    mark = {threads.DEFAULT_MARK: "2"}
     assert child_environment(clean_env(OMP_NUM_THREADS="3", MXNET_OMP_MAX_THREADS="2", **mark)) == ["None", "3"]
     # ptb_lm's default, inherited from a parent process on another machine, is counted again
-    assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="7", **{_compat.DEFAULT_MARK: "7"})) == [cores, "None"]
-
-
-def cpu_wheel_installed():
-    """The oracle for the engine ptb_lm should pick: the installed distributions, as pip sees them."""
-    from importlib import metadata
-
-    names = {d.metadata["Name"].lower() for d in metadata.distributions()}
-    return "mxnet" in names and "mxnet-cu112" not in names
-
-
-def child_engine(env):
-    code = "import os, ptb_lm; print(os.environ.get('MXNET_ENGINE_TYPE'))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
-def test_import_picks_naive_engine_with_the_cpu_wheel_and_keeps_a_users_choice():
-    ours = "NaiveEngine" if cpu_wheel_installed() else "None"
-    assert child_engine(clean_env()) == ours
-    assert child_engine(clean_env(MXNET_ENGINE_TYPE="ThreadedEngine")) == "ThreadedEngine"
-    # inherited from a parent (a launcher, another machine): decided again
-    inherited = {"MXNET_ENGINE_TYPE": "NaiveEngine", _compat.ENGINE_MARK: "NaiveEngine"}
-    assert child_engine(clean_env(**inherited)) == ours
-    # a parameter-server process (a launcher's worker, server or scheduler) keeps MXNet's own, or the user's
-    assert child_engine(clean_env(DMLC_ROLE="worker", **inherited)) == "None"
-    assert child_engine(clean_env(DMLC_ROLE="worker", MXNET_ENGINE_TYPE="ThreadedEngine")) == "ThreadedEngine"
-
-
-THREADS_AFTER_WORK = """
-import os, ptb_lm
-from ptb_lm._compat import import_mxnet
-mx = import_mxnet()
-x = mx.nd.ones((512, 512))
-mx.nd.FullyConnected(x, x, num_hidden=512, no_bias=True).wait_to_read()
-print(len(os.listdir("/proc/self/task")))
-"""
-
-
-def threads_after_a_product(env):
-    out = subprocess.run([sys.executable, "-c", THREADS_AFTER_WORK], env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    return int(out.stdout.split()[-1])
+    assert child_environment(clean_env(MXNET_OMP_MAX_THREADS="7", **{threads.DEFAULT_MARK: "7"})) == [cores, "None"]
 
 
 def test_mxnet_runs_a_product_on_one_thread_per_physical_core():
@@ -188,15 +124,6 @@ def test_mxnet_runs_a_product_on_one_thread_per_physical_core():
     threaded = {"MXNET_ENGINE_TYPE": "ThreadedEnginePerDevice"}
     one = threads_after_a_product(clean_env(MXNET_OMP_MAX_THREADS="1", **threaded))
     assert threads_after_a_product(clean_env(**threaded)) - one == expected_cores() - 1
-
-
-def test_naive_engine_runs_operators_without_mxnets_worker_threads():
-    ours = threads_after_a_product(clean_env())
-    threaded = threads_after_a_product(clean_env(MXNET_ENGINE_TYPE="ThreadedEnginePerDevice"))
-    if cpu_wheel_installed():
-        assert ours < threaded  # MXNet's engine adds its worker threads, and an OpenMP team for each
-    else:
-        assert ours == threaded  # the GPU wheel keeps MXNet's engine
 
 
 @pytest.mark.parametrize("name, value, words", [
@@ -229,13 +156,13 @@ def test_the_run_log_says_how_many_threads_and_which_engine(tiny_corpus):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_launcher_divides_the_cores_among_local_workers(workers, monkeypatch):
     cores = expected_cores()
-    base = clean_env(MXNET_OMP_MAX_THREADS=str(cores), **{_compat.DEFAULT_MARK: str(cores)})  # its own default
+    base = clean_env(MXNET_OMP_MAX_THREADS=str(cores), **{threads.DEFAULT_MARK: str(cores)})  # its own default
     serve, worker = thread_environments(base, workers, local=True)
     assert (serve["MXNET_OMP_MAX_THREADS"], worker["MXNET_OMP_MAX_THREADS"]) == ("1", str(max(1, cores // workers)))
-    assert _compat.user_chose_threads(worker) and _compat.user_chose_threads(serve)  # kept, not counted again
-    monkeypatch.setattr("ptb_lm.launcher.physical_cores", lambda: None)  # cores unknown: MXNet's own default
+    assert threads.user_chose_threads(worker) and threads.user_chose_threads(serve)  # kept, not counted again
+    monkeypatch.setattr("ptb_lm.runtime.launcher.physical_cores", lambda: None)  # cores unknown: MXNet's own default
     serve, worker = thread_environments(base, workers, local=True)
     assert serve["MXNET_OMP_MAX_THREADS"] == "1" and worker["MXNET_OMP_MAX_THREADS"] == str(cores)
-    assert not _compat.user_chose_threads(worker)
+    assert not threads.user_chose_threads(worker)
     serve, worker = thread_environments(clean_env(OMP_NUM_THREADS="1"), 2, local=True)
     assert "MXNET_OMP_MAX_THREADS" not in worker and worker["OMP_NUM_THREADS"] == "1"

@@ -1,4 +1,4 @@
-"""evaluate.py, generate.py and plot.py on a tiny checkpoint, and the plot written during training."""
+"""ptb-lm-evaluate, ptb-lm-generate and ptb-lm-plot on a tiny checkpoint, and the plot written during training."""
 import json
 import math
 import os
@@ -6,11 +6,9 @@ import os
 import pytest
 
 from ptb_lm import TrainConfig, fit
-from ptb_lm.reporting import read_jsonl
+from ptb_lm.reporting import read_events
 
-from conftest import ROOT, run_cli
-
-SCRIPTS = os.path.join(ROOT, "scripts")
+from helpers import SCRIPTS, one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +54,11 @@ def test_evaluate_maps_unknown_words_and_the_batch_size_is_printed(tiny_run, tmp
 
 
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
+    """A path that does not exist says so; a folder that exists but holds no checkpoint says that."""
     out = run_cli([os.path.join(SCRIPTS, "evaluate.py"), str(tmp_path / "none"), "--ctx", "cpu"])
-    assert out.returncode == 2 and "not a checkpoint" in out.stderr and "Traceback" not in out.stderr
+    one_line_error(out, 2, str(tmp_path / "none"), "does not exist", alone=True)
+    out = run_cli([os.path.join(SCRIPTS, "evaluate.py"), str(tmp_path), "--ctx", "cpu"])
+    one_line_error(out, 2, str(tmp_path), "is not a checkpoint", alone=True)
 
 
 def test_generate_is_repeatable_with_a_seed_and_uses_the_vocabulary(tiny_run, tiny_corpus):
@@ -77,7 +78,7 @@ def test_generate_is_repeatable_with_a_seed_and_uses_the_vocabulary(tiny_run, ti
 
 def test_plot_script_writes_a_png_from_the_log(tiny_run, tmp_path):
     _, log, _ = tiny_run
-    assert [e["event"] for e in read_jsonl(log)].count("epoch") == 2
+    assert [e["event"] for e in read_events(log)].count("epoch") == 2
     out_png = str(tmp_path / "curves.png")
     out = run_cli([os.path.join(SCRIPTS, "plot.py"), log, "--out", out_png])
     assert out.returncode == 0, out.stderr

@@ -5,7 +5,8 @@ Pure Python; nothing here imports mxnet.
 
 import os
 
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The folder that holds the ptb_lm package (a checkout, or site-packages).
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def package_environment(environ):
@@ -18,8 +19,3 @@ def package_environment(environ):
 def last_line(text, default):
     """The last non-empty line of a child's output, which says why it failed (a traceback's last line is the error)."""
     return (text.strip().splitlines() or [default])[-1]
-
-
-def partial_path(path):
-    """Where a child writes a file before renaming it over ``path``, so that a kill leaves the old one whole."""
-    return "%s.partial%s" % os.path.splitext(path)

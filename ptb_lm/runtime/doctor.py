@@ -10,15 +10,19 @@ import platform
 import struct
 import sys
 
+from ..download import DEFAULT_DATA_DIR, PTB_SHA1, find_ptb
+from ..files import sha1_of
 from . import native
-from ._compat import describe_engine, describe_threads, physical_cores
-from .download import DEFAULT_DATA_DIR, PTB_SHA1, find_ptb, sha1_of
+from .engine import describe_engine
+from .sharing import ThreadSharing, busy_seconds, process_seconds
+from .supported import capability_range, python_range, python_supported
+from .threads import describe_threads, physical_cores
 
 
 def diagnose(data_dir=DEFAULT_DATA_DIR):
     """A JSON-able dict: python, numpy, mxnet, native_libraries, driver, gpus, ctx_auto, data."""
     report = {"python": {"version": platform.python_version(), "executable": sys.executable,
-                         "supported": (3, 8) <= sys.version_info[:2] <= (3, 12)}}
+                         "supported": python_supported(sys.version_info)}}
     try:
         import numpy
 
@@ -27,7 +31,9 @@ def diagnose(data_dir=DEFAULT_DATA_DIR):
         report["numpy"] = {"version": None, "error": str(err)}
     report["mxnet"] = _mxnet()
     report["threads"] = {"physical_cores": physical_cores(), "logical_cpus": len(os.sched_getaffinity(0)),
-                         "mxnet_operators": describe_threads(), "mxnet_engine": describe_engine()}
+                         "mxnet_operators": describe_threads(), "mxnet_engine": describe_engine(),
+                         "follows_load": ThreadSharing.why_fixed() is None,
+                         "fixed_because": ThreadSharing.why_fixed(), "other_work_cores": other_work()}
     library = native.mxnet_library_path()
     try:
         report["native_libraries"] = native.resolve_needed(library) if library else {}
@@ -43,13 +49,26 @@ def diagnose(data_dir=DEFAULT_DATA_DIR):
     return report
 
 
+def other_work(seconds=0.5):
+    """Cores' worth of work other than this process's on its CPUs, over ``seconds`` (None if unknown)."""
+    import time
+
+    cpus = os.sched_getaffinity(0)
+    start, own, clock = busy_seconds(cpus), process_seconds(), time.monotonic()
+    time.sleep(seconds)
+    end = busy_seconds(cpus)
+    if start is None or end is None:
+        return None
+    return max(0.0, ((end - start) - (process_seconds() - own)) / (time.monotonic() - clock))
+
+
 def _mxnet():
     name, version = native.installed_mxnet()
     found = {"distribution": name, "version": version, "imports": False, "error": None, "features": {}}
     if name is None:
         found["error"] = "no mxnet is installed: pip install -e '.[cpu]' (or '.[cu112]' for a GPU)"
         return found
-    from ._compat import MXNetUnavailable, import_mxnet
+    from .shim import MXNetUnavailable, import_mxnet
 
     try:
         mx = import_mxnet()
@@ -69,9 +88,9 @@ def _mxnet():
 def _auto_context(report):
     if not report["mxnet"]["imports"]:
         return {"context": None, "reason": "mxnet does not import"}
-    from .context import _gpu_unusable_reason
+    from .devices import gpu_unusable_reason
 
-    reason = _gpu_unusable_reason(0)
+    reason = gpu_unusable_reason(0)
     if reason is None:
         return {"context": "gpu(0)", "reason": "GPU 0 ran a computation to the end"}
     return {"context": "cpu(0)", "reason": reason}
@@ -98,7 +117,8 @@ def format_report(report):
     """The report as lines of text, for a terminal or a bug report."""
     mx = report["mxnet"]
     lines = ["python    %s (%s)%s" % (report["python"]["version"], report["python"]["executable"],
-                                      "" if report["python"]["supported"] else "  NOT SUPPORTED: use 3.8 to 3.12"),
+                                      "" if report["python"]["supported"]
+                                      else "  NOT SUPPORTED by mxnet 1.9.1: use %s" % python_range()),
              "numpy     %s" % report["numpy"].get("version")]
     if mx["distribution"] is None:
         lines.append("mxnet     not installed: %s" % mx["error"])
@@ -117,13 +137,17 @@ def format_report(report):
     lines.append("cpu       %s logical CPUs, %s physical cores; MXNet's threads: %s; its engine: %s" % (
         threads["logical_cpus"], threads["physical_cores"] or "unknown", threads["mxnet_operators"],
         threads["mxnet_engine"]))
+    busy = "unknown" if threads["other_work_cores"] is None else "%.1f cores" % threads["other_work_cores"]
+    lines.append("load      other work keeps %s busy now; MXNet's threads %s" % (
+        busy, "follow it (fewer while other work wants the cores)" if threads["follows_load"]
+        else "stay fixed: %s" % threads["fixed_because"]))
     driver = report["driver"]
     lines.append("driver    %s" % (driver["version"] or driver["error"]))
     for gpu in report["gpus"]:
         lines.append("gpu %d     %s, compute capability %s, %s" % (
             gpu["index"], gpu["name"], gpu["capability"],
             "supported" if gpu["supported"] else "NOT supported by mxnet-cu112 1.9.1 (%s only)"
-            % native.supported_range()))
+            % capability_range()))
     auto = report["ctx_auto"]
     lines.append("--ctx auto picks %s: %s" % (auto["context"], auto["reason"]))
     data = report["data"]

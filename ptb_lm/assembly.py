@@ -1,0 +1,111 @@
+"""Assembling a run from its config: the data on the devices, the model, the loss and the updater.
+
+:func:`assemble` is step one of :func:`ptb_lm.fit`, and usable on its own (a benchmark,
+a notebook that wants to drive :func:`~ptb_lm.training.train_epoch` itself).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .batches import BatchPlan, device_batches
+from .config import check_fits_data
+from .data import Corpus, batch_starts
+from .download import locate_ptb
+from .levers import FastLevers
+from .loss import training_loss_for
+from .model import build_model
+from .parallel import begin_data_parallel, create_kvstore, shards_of_rank
+from .runtime import import_mxnet
+from .runtime.devices import resolve_contexts
+from .training import evaluate
+from .updater import make_updater
+
+mx = import_mxnet()
+from mxnet import gluon  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def load_corpus(config):
+    """Find PTB as ``config.data`` says and tokenise it."""
+    return Corpus(locate_ptb(config.data))
+
+
+@dataclass
+class Run:
+    """What a run trains with, once assembled."""
+
+    config: object
+    corpus: Corpus
+    ctxs: list
+    model: object
+    updater: object
+    loss_fn: object  # training's
+    eval_loss_fn: object  # the chapter's SoftmaxCrossEntropyLoss (evaluation has no backward to fuse)
+    train_plan: BatchPlan
+    rank: int = 0
+    num_workers: int = 1
+    sum_across_workers: Optional[Callable] = None
+    _eval_sources: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def is_chief(self):
+        """Only rank 0 logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def batches_per_epoch(self):
+        """The batches an epoch trains: the plan's, or ``max_batches`` if fewer."""
+        total = len(self.train_plan)
+        return total if self.config.max_batches is None else min(self.config.max_batches, total)
+
+    def eval_source(self, split):
+        """A split batchified at the evaluation batch size, on the first context (made once per run)."""
+        if split not in self._eval_sources:
+            self._eval_sources[split] = device_batches(getattr(self.corpus, split), self.config.eval_batch,
+                                                       self.ctxs[0])
+        return self._eval_sources[split]
+
+    def split_loss(self, split, progress=None, between_batches=None):
+        """Mean loss per token on ``split``, waiting every batch only under the imperative engine."""
+        source = self.eval_source(split)
+        steps = self.config.num_steps
+        if progress is not None:
+            progress.start(len(batch_starts(source.shape[0], steps)),
+                           {"valid": "validating", "test": "testing"}.get(split, split))
+        try:
+            return evaluate(self.model, source, steps, self.eval_loss_fn,
+                            sync_every_batch=self.config.engine == "imperative", progress=progress,
+                            between_batches=between_batches)
+        finally:
+            if progress is not None:
+                progress.close()
+
+
+def assemble(config, corpus=None, levers=FastLevers()):
+    """Build the data plan, the model and the updater that ``config`` describes.
+
+    ``levers`` turns the fast engine's levers off one by one, for measuring them
+    (:class:`~ptb_lm.levers.FastLevers`); the imperative engine uses none of them.
+    """
+    corpus = corpus or load_corpus(config)
+    check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
+    ctxs = resolve_contexts(config.ctx)
+    kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
+    fast = config.engine == "fast"
+    # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
+    sparse = fast and levers.flat_update and levers.sparse_embedding and kv is None and not config.tied
+    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
+    model.initialize_parameters(ctxs)
+    updater = make_updater(config, model, ctxs, kv, levers, sparse_embedding=sparse)  # before the first backward
+    eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_fn = training_loss_for(ctxs, eval_loss_fn) if fast and levers.softmax_loss else eval_loss_fn
+    if fast:
+        # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
+        for block in (model, loss_fn, eval_loss_fn):
+            block.hybridize(static_alloc=True, static_shape=True)
+    shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
+    plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
+    reducer = begin_data_parallel(updater, kv, ctxs[0]) if num_workers > 1 else None
+    return Run(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer)

@@ -1,0 +1,352 @@
+"""Measuring the engines and the fast engine's levers on real PTB (``ptb-lm-benchmark``).
+
+Each variant adds one lever (:class:`~ptb_lm.levers.FastLevers`, named as there) to
+the one before::
+
+    imperative        the chapter's loop (the reference)
+    hybridized        compiled graphs (static memory), Gluon's Trainer
+    flat_update       + one weight and one gradient buffer
+    sparse_embedding  + the embedding's gradient row-sparse, updated lazily
+    softmax_loss      + the loss through softmax on CPUs
+    fast              + packed_rnn: the fast engine, all levers on
+    eval_windows      the fast engine, evaluating in windows of about ``window_tokens`` tokens
+    pytorch           the same model, loop and data in PyTorch (dev/pytorch_baseline.py, run by
+                      another interpreter that has torch)
+
+Each (config, variant) runs in a fresh process (so that peak memory is its own) with the
+same data and random seed, or all variants of a config in one process, timed in turn
+(``same_process``): on a machine whose speed drifts between processes that is the fairer
+comparison of levers. With several rounds, each ratio is taken within a round.
+
+The functions here measure and return rows; ptb_lm.cli prints them.
+"""
+
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from .errors import ConfigError, RunFailure
+from .levers import FastLevers
+from .runtime.children import PACKAGE_ROOT, last_line
+
+_NONE = FastLevers.none()
+# variant -> (engine, levers, evaluation in windows)
+VARIANTS = {
+    "imperative": ("imperative", _NONE, False),
+    "hybridized": ("fast", _NONE, False),
+    "flat_update": ("fast", FastLevers(True, False, False, False), False),
+    "sparse_embedding": ("fast", FastLevers(True, True, False, False), False),
+    "softmax_loss": ("fast", FastLevers(True, True, True, False), False),
+    "fast": ("fast", FastLevers(), False),
+    "eval_windows": ("fast", FastLevers(), True),
+}
+# what each variant adds to the one before, for the table
+ADDS = {"imperative": "-", "hybridized": "compiled graphs", "flat_update": "flat_update",
+        "sparse_embedding": "sparse_embedding", "softmax_loss": "softmax_loss", "fast": "packed_rnn",
+        "eval_windows": "eval windows", "pytorch": "-"}
+
+CONFIGS = {
+    "chapter": dict(preset="chapter"),
+    "zaremba-small-shape": dict(preset="zaremba-small", dropout=0.0),
+}
+
+PYTORCH_BASELINE = os.path.join(PACKAGE_ROOT, "dev", "pytorch_baseline.py")
+
+
+def check_choices(configs, variants, max_batches, eval_batches, warmup, rounds):
+    """Raise ConfigError, naming the flag, unless a benchmark can run with these (before anything starts)."""
+    for name, value in (("max_batches", max_batches), ("eval_batches", eval_batches), ("warmup", warmup),
+                        ("rounds", rounds)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError("%s must be a whole number of at least 1, got %r" % (name, value), setting=name)
+    for kind, given, known in (("configs", configs, CONFIGS), ("variants", variants, VARIANTS)):
+        unknown = [name for name in given if name not in known]
+        if unknown or not given:
+            raise ConfigError("unknown %s %s: choose from %s" % (kind, ", ".join(unknown) or "(none given)",
+                                                                  ", ".join(known)), setting=kind)
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MB: the kernel's VmHWM, which starts afresh at exec
+    (getrusage's ru_maxrss keeps the peak of the process that spawned this one, if that was larger)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def config_for(config_name, **overrides):
+    """The TrainConfig of benchmark config ``config_name`` (its preset and changes), with ``overrides``."""
+    from .config import from_preset
+
+    values = dict(CONFIGS[config_name])
+    return from_preset(values.pop("preset"), **dict(values, **overrides))
+
+
+def gflops(config, vocab, train_tokens_per_sec, eval_tokens_per_sec):
+    """GFLOP/s from the layer shapes (a training token costs 3x a forward one)."""
+    from .model import count_flops_per_token
+
+    flops = count_flops_per_token(config.mode, vocab, config.embed_dim, config.hidden_dim, config.num_layers)
+    return dict(train_gflops=3 * flops * train_tokens_per_sec / 1e9, eval_gflops=flops * eval_tokens_per_sec / 1e9)
+
+
+def operator_profile(run, config, batches):
+    """MXNet's own per-operator time over ``batches`` training batches, as text (the top rows)."""
+    from .runtime import import_mxnet
+    from .training import train_epoch
+
+    mx = import_mxnet()
+    # MXNet's profiler deletes and recreates its file: given os.devnull, it turned /dev/null into a regular
+    # file (as root). So it writes into a temporary folder of its own, removed afterwards.
+    folder = tempfile.mkdtemp(prefix="ptb-lm-profile-")
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.path.join(folder, "profile.json"))
+    mx.profiler.set_state("run")
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config.replace(max_batches=batches,
+                                                                                     eval_period=10 ** 9))
+    mx.nd.waitall()
+    mx.profiler.set_state("stop")
+    text = mx.profiler.dumps(sort_by="total", ascending=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    lines = text[text.index("operator"):].splitlines()
+    return "\n".join(lines[:24])
+
+
+def build(config_name, variant, corpus, data, seed, warmup):
+    """The config and the assembled run of one (config, variant), seeded alike and warmed up."""
+    from .assembly import assemble
+    from .runner import seed_everything
+    from .training import train_epoch
+
+    engine, levers, _ = VARIANTS[variant]
+    config = config_for(config_name, engine=engine, seed=seed, data=data, ctx="cpu", progress="none")
+    seed_everything(seed)
+    run = assemble(config, corpus, levers)
+    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
+                config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
+    return config, run
+
+
+def time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens):
+    """Train ``max_batches`` batches and evaluate ``eval_batches`` validation batches; one result row."""
+    from .training import evaluate, train_epoch
+
+    engine, _, windows = VARIANTS[variant]
+    loss, tokens, seconds = train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
+                                        config.replace(max_batches=max_batches, eval_period=10 ** 9))
+    rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
+    source = run.eval_source("valid")[:rows]
+    # about window_tokens tokens per call instead of num_steps time steps
+    steps = max(config.num_steps, window_tokens // config.eval_batch) if windows else config.num_steps
+    evaluate(run.model, source[: 2 * steps + 1], steps, run.eval_loss_fn)  # warm-up
+    start = time.time()
+    eval_loss = evaluate(run.model, source, steps, run.eval_loss_fn, sync_every_batch=engine == "imperative")
+    eval_seconds = time.time() - start
+    eval_tokens = (rows - 1) * source.shape[1]
+    train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
+    return dict(config=config_name, variant=variant, eval_loss=eval_loss, profile=None,
+                train_tokens_per_sec=train_tps, eval_tokens_per_sec=eval_tps,
+                **gflops(config, len(corpus.dictionary), train_tps, eval_tps),
+                train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
+                peak_rss_mb=peak_rss_mb(), loss_fallbacks=getattr(run.loss_fn, "fallbacks", 0))
+
+
+def _corpus(data):
+    from .data import Corpus
+    from .download import locate_ptb
+
+    return Corpus(locate_ptb(data))
+
+
+def measure(config_name, variant, data, max_batches, eval_batches, warmup, seed, profile, window_tokens, queue):
+    """One (config, variant) in this fresh process: its peak memory is its own."""
+    from .runtime import import_mxnet
+
+    mx = import_mxnet()
+    corpus = _corpus(data)
+    config, run = build(config_name, variant, corpus, data, seed, warmup)
+    row = time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens)
+    row["profile"] = operator_profile(run, config, profile) if profile else None
+    queue.put(row)
+    mx.nd.waitall()
+
+
+def check_pytorch(python):
+    """Raise RunFailure in one line, before anything is measured, unless ``python`` runs and imports torch."""
+    if not shutil.which(python):
+        raise RunFailure("--pytorch %s: no such program; give the python of an environment that has torch" % python)
+    if not os.path.isfile(PYTORCH_BASELINE):
+        raise RunFailure("--pytorch needs dev/pytorch_baseline.py of a ptb_lm checkout, and %s is not there"
+                         % PYTORCH_BASELINE)
+    done = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RunFailure("--pytorch %s cannot import torch (%s); install it there: %s -m pip install torch"
+                         % (python, last_line(done.stderr, "exit %d" % done.returncode), python))
+
+
+def measure_pytorch(python, config_name, data, max_batches, eval_batches, warmup, seed):
+    """One row of dev/pytorch_baseline.py, run by ``python`` (an interpreter with torch), for ``config_name``."""
+    from .download import locate_ptb
+
+    with tempfile.TemporaryDirectory(prefix="ptb-lm-bench-") as folder:
+        out = os.path.join(folder, "row.json")
+        done = subprocess.run([python, PYTORCH_BASELINE, locate_ptb(data), "--configs", config_name,
+                               "--max-batches", str(max_batches), "--eval-batches", str(eval_batches),
+                               "--warmup", str(warmup), "--seed", str(seed), "--json", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise RunFailure("the PyTorch baseline under %s failed (exit %d): %s"
+                             % (python, done.returncode, last_line(done.stderr, "no output")))
+        with open(out) as f:
+            (row,) = json.load(f)
+    return dict(row, profile=None, loss_fallbacks=0, **gflops(config_for(config_name), row["vocab"],
+                                                              row["train_tokens_per_sec"], row["eval_tokens_per_sec"]))
+
+
+def measure_interleaved(config_name, variants, data, max_batches, eval_batches, warmup, seed, window_tokens,
+                        rounds, pytorch, queue):
+    """Every variant of one config set up in this one process, timed in turn, round after round.
+
+    A drift of the machine's speed between processes then cannot favour one variant; peak
+    memory is the process's, shared by all of them. With ``pytorch`` (an interpreter), the
+    PyTorch baseline runs in its own process at the end of each round.
+    """
+    from .runtime import import_mxnet
+
+    mx = import_mxnet()
+    corpus = _corpus(data)
+    built = [(variant,) + build(config_name, variant, corpus, data, seed, warmup) for variant in variants]
+    results = []
+    for round_number in range(rounds):
+        for variant, config, run in built:
+            row = time_variant(config_name, variant, config, run, corpus, max_batches, eval_batches, window_tokens)
+            results.append(dict(row, round=round_number))
+        if pytorch:
+            row = measure_pytorch(pytorch, config_name, data, max_batches, eval_batches, warmup, seed)
+            results.append(dict(row, round=round_number))
+    queue.put(results)
+    mx.nd.waitall()
+
+
+def gemm_peak(size=1024, repeat=20):
+    """GFLOP/s of an fp32 size^3 matrix product, best of 3, through MXNet's fastest GEMM path.
+
+    That is FullyConnected, which the CPU wheel runs on oneDNN, the product the model's
+    decoder uses; ``mx.nd.dot`` goes to the wheel's own OpenBLAS instead.
+    """
+    from .runtime import import_mxnet
+
+    mx = import_mxnet()
+    a = mx.nd.random.uniform(shape=(size, size))
+    b = mx.nd.random.uniform(shape=(size, size))
+
+    def product():
+        return mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=size)
+
+    product().wait_to_read()
+    best = 0.0
+    for _ in range(3):
+        start = time.time()
+        for _ in range(repeat):
+            out = product()
+        out.wait_to_read()
+        best = max(best, 2 * size ** 3 * repeat / (time.time() - start) / 1e9)
+    return best
+
+
+def in_subprocess(*args, target=measure):
+    """Run ``target(*args, queue)`` in a fresh (spawned) process and return what it puts on the queue."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=args + (queue,))
+    proc.start()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise RunFailure("the measuring process for %s / %s failed (exit %s)"
+                                 % (args[0], args[1], proc.exitcode))
+    proc.join()
+    return result
+
+
+def summarise(runs, baselines, peak):
+    """One table row from a (config, variant)'s runs: medians, and its ratios to each baseline
+    taken round by round (``baselines``: name -> that variant's runs, empty if it was not measured)."""
+    row = {key: runs[0][key] for key in ("config", "variant", "batches", "train_loss", "eval_loss")}
+    for key in ("train_tokens_per_sec", "eval_tokens_per_sec", "train_gflops", "eval_gflops", "ms_per_batch"):
+        row[key] = statistics.median([r[key] for r in runs])
+    row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    row["loss_fallbacks"] = max(r["loss_fallbacks"] for r in runs)
+    row["gemm_peak_gflops"] = peak
+    row["fraction_of_peak"] = row["train_gflops"] / peak
+    for name, baseline in baselines.items():
+        by_round = {b["round"]: b for b in baseline}
+        for phase in ("train", "eval"):
+            key = phase + "_tokens_per_sec"
+            row["%s_ratios_to_%s" % (phase, name)] = [r[key] / by_round[r["round"]][key] for r in runs
+                                                      if r["round"] in by_round]
+    return row
+
+
+def ratio_text(row, phase, baseline="imperative"):
+    """A row's ratios to ``baseline`` as text: the median, and [min-max] over several rounds."""
+    ratios = row["%s_ratios_to_%s" % (phase, baseline)]
+    if not ratios:
+        return "-"
+    if len(ratios) == 1:
+        return "%.2f" % ratios[0]
+    return "%.2f [%.2f-%.2f]" % (statistics.median(ratios), min(ratios), max(ratios))
+
+
+def benchmark(configs, variants, data=None, max_batches=300, eval_batches=300, warmup=20, seed=1, profile=0,
+              window_tokens=1024, rounds=1, same_process=False, pytorch=None):
+    """Measure ``variants`` at ``configs``; return ``{"gemm_peak_gflops", "rows", "runs"}``."""
+    peak = gemm_peak()
+    runs = []  # round by round, so that a drift of the machine's speed hits every variant alike
+    if same_process:
+        for name in configs:
+            runs += in_subprocess(name, variants, data, max_batches, eval_batches, warmup, seed, window_tokens,
+                                  rounds, pytorch, target=measure_interleaved)
+    for round_number in range(0 if same_process else rounds):
+        for name in configs:
+            for variant in variants:
+                result = in_subprocess(name, variant, data, max_batches, eval_batches, warmup, seed,
+                                       profile if round_number == 0 else 0, window_tokens)
+                runs.append(dict(result, round=round_number))
+            if pytorch:
+                result = measure_pytorch(pytorch, name, data, max_batches, eval_batches, warmup, seed)
+                runs.append(dict(result, round=round_number))
+    extra = ["pytorch"] if pytorch else []
+    rows = [summarise([r for r in runs if r["config"] == name and r["variant"] == variant],
+                      {b: [r for r in runs if r["config"] == name and r["variant"] == b]
+                       for b in ["imperative"] + extra}, peak)
+            for name in configs for variant in list(variants) + extra]
+    return {"gemm_peak_gflops": peak, "rows": rows, "runs": runs}
+
+
+def table_lines(result, pytorch=False):
+    """The benchmark's table, as Markdown lines."""
+    header = ("config", "variant", "adds", "train tok/s", "x imperative", "eval tok/s", "x imperative") + (
+        ("train x pytorch", "eval x pytorch") if pytorch else ()) + (
+        "train GFLOP/s", "% of GEMM peak", "ms/batch", "peak RSS MB", "train loss", "eval loss")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in result["rows"]:
+        cells = [r["config"], r["variant"], ADDS[r["variant"]], "%.0f" % r["train_tokens_per_sec"],
+                 ratio_text(r, "train"), "%.0f" % r["eval_tokens_per_sec"], ratio_text(r, "eval")]
+        if pytorch:
+            cells += [ratio_text(r, "train", "pytorch"), ratio_text(r, "eval", "pytorch")]
+        cells += ["%.1f" % r["train_gflops"], "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
+                  "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"], "%.4f" % r["eval_loss"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -1,0 +1,67 @@
+"""Every private MXNet and Gluon name ptb_lm reads, in one place, each behind a function with a test.
+
+They are safe because mxnet is pinned at 1.9.1, its last release; tests/test_runtime_internals.py
+calls each of these on real MXNet objects, so that an MXNet whose internals differ fails
+there, loudly, and not in the middle of a run. Nothing else in ptb_lm touches a name of
+MXNet's that starts with an underscore.
+
+    name read                                     by                       for
+    rnn._reg_params                               rnn_kernel_params        the fused RNN kernel's parameters by name
+    rnn._num_layers, _hidden_size, _dropout, _mode rnn_kernel_settings     calling the fused kernel directly
+    Parameter._data, Parameter._grad              point_parameter_at       parameters as views into flat buffers
+    Trainer._init_kvstore, Trainer._init_params   init_trainer_on_kvstore  rank 0's first weights on the servers
+    KVStore._barrier                              kvstore_barrier          every worker waiting for the others
+    Block._collect_params_with_prefix             saved_parameter_names    what save_parameters writes
+"""
+
+
+class InternalsChanged(RuntimeError):
+    """The installed MXNet lacks a private name ptb_lm relies on: it is not mxnet 1.9.1."""
+
+
+def _read(obj, name):
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise InternalsChanged("%s has no %s: ptb_lm reads this private name of mxnet 1.9.1, and this mxnet differs; "
+                               "install mxnet==1.9.1" % (type(obj).__name__, name)) from None
+
+
+def rnn_kernel_params(layer):
+    """``{name: Parameter}`` of a Gluon RNN layer, keyed as its fused kernel call reads them
+    (``l0_i2h_weight``, ..., ``l1_h2h_bias``)."""
+    return _read(layer, "_reg_params")
+
+
+def rnn_kernel_settings(layer):
+    """What a Gluon RNN layer passes to the fused ``RNN`` operator besides its inputs."""
+    return {"state_size": _read(layer, "_hidden_size"), "num_layers": _read(layer, "_num_layers"),
+            "p": _read(layer, "_dropout"), "mode": _read(layer, "_mode")}
+
+
+def point_parameter_at(param, index, data, grad):
+    """Make ``param``'s copy number ``index`` (that of its ``index``-th context) the arrays ``data`` and ``grad``."""
+    _read(param, "_data")[index] = data
+    _read(param, "_grad")[index] = grad
+
+
+def parameter_data(param, index):
+    """``param``'s array on its ``index``-th context, without the checks of ``Parameter.data``."""
+    return _read(param, "_data")[index]
+
+
+def init_trainer_on_kvstore(trainer):
+    """What a Gluon Trainer does lazily inside its first all-reduce: create its kvstore and put the
+    first weights there (rank 0's), pulling them into every worker."""
+    _read(trainer, "_init_kvstore")()
+    _read(trainer, "_init_params")()
+
+
+def kvstore_barrier(kv):
+    """Wait until every worker of a dist_sync kvstore reaches this point."""
+    _read(kv, "_barrier")()
+
+
+def saved_parameter_names(block):
+    """The names ``Block.save_parameters`` writes, one per parameter (tied ones once)."""
+    return list(_read(block, "_collect_params_with_prefix")())

@@ -1,0 +1,45 @@
+"""Sampling words from a trained model (``ptb-lm-generate``)."""
+
+import numpy as np
+
+from .config import check_seed, check_whole_number
+from .data import EOS, UNK
+from .errors import ConfigError
+from .runtime import import_mxnet
+
+mx = import_mxnet()
+
+
+def check_sampling(num_words, temperature, seed=None):
+    """Raise ConfigError, naming the setting, unless :func:`generate` can sample with these."""
+    check_whole_number("words", num_words)
+    if not temperature > 0:
+        raise ConfigError("temperature must be above 0, got %g" % temperature, setting="temperature")
+    if seed is not None:
+        check_seed("seed", seed)
+
+
+def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None):
+    """Sample ``num_words`` words after ``prompt`` (words outside the vocabulary read as ``<unk>``).
+
+    Each next word is drawn from softmax(logits / temperature): below 1 sharper,
+    above 1 flatter. Returns the list of sampled words.
+    """
+    check_sampling(num_words, temperature, seed)
+    ctx = ctx or mx.cpu()
+    rng = np.random.RandomState(seed)
+    words = prompt.split() or [EOS]
+    unk = dictionary.word_to_idx.get(UNK, 0)
+    ids = [dictionary.word_to_idx.get(w, unk) for w in words]
+    hidden = model.begin_state(func=mx.nd.zeros, batch_size=1, ctx=ctx)
+    inputs = mx.nd.array(ids, ctx=ctx, dtype="int32").reshape((-1, 1))  # (len(prompt), 1)
+    out = []
+    for _ in range(num_words):
+        logits, hidden = model(inputs, hidden)
+        last = logits[-1].asnumpy().astype(np.float64) / temperature
+        probs = np.exp(last - last.max())
+        probs /= probs.sum()
+        next_id = int(rng.choice(len(probs), p=probs))
+        out.append(dictionary.idx_to_word[next_id])
+        inputs = mx.nd.array([[next_id]], ctx=ctx, dtype="int32")
+    return out

@@ -1,0 +1,108 @@
+"""The update after backward: the fast engine's flat buffers against the chapter's Trainer, step by step."""
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from ptb_lm import TrainConfig
+from ptb_lm.assembly import assemble
+from ptb_lm.config import MODES
+from ptb_lm.data import Corpus, batchify
+from ptb_lm.levers import FastLevers
+from ptb_lm.model import RNNModel
+from ptb_lm.runner import seed_everything
+from ptb_lm.training import train_epoch
+from ptb_lm.updater import FlatUpdater
+
+
+def twin_models(corpus, seed):
+    """Two identical models with gradients from the same batch, in both updaters' hands."""
+    models = []
+    for _ in range(2):
+        mx.random.seed(seed)
+        model = RNNModel("gru", len(corpus.dictionary), 8, 8, 2, dropout=0.0)
+        model.initialize_parameters(mx.cpu())
+        models.append(model)
+    return models
+
+
+def backward_on(model, corpus, loss_fn):
+    source = mx.nd.array(batchify(corpus.train, 4), dtype="int32")
+    data, target = source[:5], source[1:6].reshape((-1,))
+    hidden = model.begin_state(func=mx.nd.zeros, batch_size=4)
+    with mx.autograd.record():
+        output, _ = model(data, hidden)
+        loss = loss_fn(output, target)
+    loss.backward()
+
+
+@pytest.mark.parametrize("clip_at", [1e-3, 1e6])  # clipping, and not
+def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at):
+    from ptb_lm.updater import ChapterUpdater
+
+    corpus = Corpus(tiny_corpus)
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    flat_model, chapter_model = twin_models(corpus, 3)
+    flat = FlatUpdater(flat_model, [mx.cpu()], lr=0.7)
+    chapter = ChapterUpdater(chapter_model, [mx.cpu()], lr=0.7)
+    for _ in range(3):
+        for model, update in ((flat_model, flat), (chapter_model, chapter)):
+            backward_on(model, corpus, loss_fn)
+            norm = update(4, clip_at)
+            assert norm > 0
+        ours = flat_model._collect_params_with_prefix()
+        for name, param in chapter_model._collect_params_with_prefix().items():
+            np.testing.assert_allclose(ours[name].data().asnumpy(), param.data().asnumpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_packed_rnn_parameters_change_nothing_but_the_copies(tiny_corpus, mode):
+    """Gluon's own RNN layer (it concatenates the parameters every batch) is the oracle for the packed path."""
+    corpus = Corpus(tiny_corpus)
+    config = TrainConfig(mode=mode, seed=4, batch_size=4, num_steps=5, embed_dim=16, hidden_dim=16, dropout=0.2,
+                         max_batches=15, data=tiny_corpus, ctx="cpu", eval_period=1)
+    results = {}
+    for pack in (True, False):
+        seed_everything(4)
+        run = assemble(config, corpus, FastLevers(packed_rnn=pack))
+        assert bool(getattr(run.model, "_packed_rnn_params", None)) == pack
+        losses = []
+        train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config, on_report=lambda b, l: losses.append(l))
+        results[pack] = losses + [run.split_loss("valid")]
+    np.testing.assert_allclose(results[True], results[False], rtol=1e-6)
+
+
+def test_parameters_are_views_into_the_flat_buffers(tiny_corpus, tmp_path):
+    """FlatUpdater rewires Gluon's private _data/_grad (mxnet is pinned at 1.9.1): guard that it holds."""
+    corpus = Corpus(tiny_corpus)
+    model, _ = twin_models(corpus, 4)
+    flat = FlatUpdater(model, [mx.cpu()], lr=0.5)
+    model.hybridize(static_alloc=True, static_shape=True)
+    weight = model.decoder.weight
+    flat.weights[0][:] = 0.25
+    assert (weight.data().asnumpy() == 0.25).all()
+    backward_on(model, corpus, mx.gluon.loss.SoftmaxCrossEntropyLoss())
+    assert sorted(p.name for p in flat.params) == sorted(model.collect_params().keys())
+    pieces = np.concatenate([p.grad().asnumpy().reshape(-1) for p in flat.params])
+    assert np.array_equal(pieces, flat.grads[0].asnumpy()) and np.abs(pieces).sum() > 0
+    # the RNN's gradient arrived through its packed view (the kernel's one parameter vector)
+    assert all(np.abs(p.grad().asnumpy()).sum() > 0 for p in model.rnn_params_in_kernel_order())
+    model.save_parameters(str(tmp_path / "m.params"))
+    flat.weights[0][:] = 0.0
+    model.load_parameters(str(tmp_path / "m.params"))
+    assert (flat.weights[0].asnumpy() == 0.25).all()  # loading fills the buffer: the views hold
+
+
+@pytest.mark.filterwarnings("ignore:nan or inf is detected")
+def test_a_non_finite_gradient_norm_is_divergence_in_both_updaters(tiny_corpus):
+    from ptb_lm.errors import TrainingDiverged
+    from ptb_lm.updater import ChapterUpdater
+
+    corpus = Corpus(tiny_corpus)
+    for make in (lambda m: FlatUpdater(m, [mx.cpu()], lr=1.0), lambda m: ChapterUpdater(m, [mx.cpu()], lr=1.0)):
+        model, _ = twin_models(corpus, 5)
+        update = make(model)
+        backward_on(model, corpus, mx.gluon.loss.SoftmaxCrossEntropyLoss())
+        model.decoder.bias.grad()[:] = float("inf")
+        with pytest.raises(TrainingDiverged):
+            update(4, 1.0)
