@@ -14,10 +14,13 @@ from .data import Corpus, batch_starts
 from .download import locate_ptb
 from .levers import FastLevers
 from .loss import training_loss_for
-from .model import build_model
+from .errors import ConfigError
+from .model import build_model, check_fits
+from .optimizers import lazy_update_is_exact
 from .parallel import begin_data_parallel, create_kvstore, shards_of_rank
-from .runtime import import_mxnet
+from .runtime import error_summary, import_mxnet
 from .runtime.devices import resolve_contexts
+from .runtime.memory import available_bytes
 from .training import evaluate
 from .updater import make_updater
 
@@ -95,10 +98,17 @@ def assemble(config, corpus=None, levers=FastLevers()):
     kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
     fast = config.engine == "fast"
     # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
-    sparse = fast and levers.flat_update and levers.sparse_embedding and kv is None and not config.tied
+    # A row-sparse, lazily updated embedding is the same math for plain SGD without weight decay only.
+    sparse = fast and levers.flat_update and levers.sparse_embedding and kv is None and not config.tied and \
+        lazy_update_is_exact(config)
+    check_fits(config, len(corpus.dictionary), available_bytes())
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
-    model.initialize_parameters(ctxs)
-    updater = make_updater(config, model, ctxs, kv, levers, sparse_embedding=sparse)  # before the first backward
+    try:
+        model.initialize_parameters(ctxs)
+        updater = make_updater(config, model, ctxs, kv, levers, sparse_embedding=sparse)  # before the first backward
+    except mx.base.MXNetError as err:  # what the estimate missed: MXNet could not allocate the model
+        raise ConfigError("the model cannot be allocated (MXNet: %s): lower --hidden-dim or --embed-dim"
+                          % error_summary(err), setting="hidden_dim") from None
     eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     loss_fn = training_loss_for(ctxs, eval_loss_fn) if fast and levers.softmax_loss else eval_loss_fn
     if fast:

@@ -55,6 +55,7 @@ ADDS = {"imperative": "-", "hybridized": "compiled graphs", "flat_update": "flat
 CONFIGS = {
     "chapter": dict(preset="chapter"),
     "zaremba-small-shape": dict(preset="zaremba-small", dropout=0.0),
+    "transformer-small-shape": dict(preset="transformer-small"),
 }
 
 PYTORCH_BASELINE = os.path.join(PACKAGE_ROOT, "dev", "pytorch_baseline.py")
@@ -95,7 +96,8 @@ def gflops(config, vocab, train_tokens_per_sec, eval_tokens_per_sec):
     """GFLOP/s from the layer shapes (a training token costs 3x a forward one)."""
     from .model import count_flops_per_token
 
-    flops = count_flops_per_token(config.mode, vocab, config.embed_dim, config.hidden_dim, config.num_layers)
+    flops = count_flops_per_token(config.mode, vocab, config.embed_dim, config.hidden_dim, config.num_layers,
+                                  config.feed_forward, (config.num_steps + 1) // 2)  # a causal token sees half
     return dict(train_gflops=3 * flops * train_tokens_per_sec / 1e9, eval_gflops=flops * eval_tokens_per_sec / 1e9)
 
 
@@ -349,4 +351,153 @@ def table_lines(result, pytorch=False):
         cells += ["%.1f" % r["train_gflops"], "%.0f%%" % (100 * r["fraction_of_peak"]), "%.1f" % r["ms_per_batch"],
                   "%.0f" % r["peak_rss_mb"], "%.4f" % r["train_loss"], "%.4f" % r["eval_loss"]]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# --- under load: several trainings at once, or one beside other work ------------------------------
+
+# Company a training can have: N identical copies started together, N busy processes (one core each),
+# or the project's own test suite.
+COMPANY = ("together", "busy", "pytest")
+
+
+def parse_company(text):
+    """``together:N``, ``busy:N`` or ``pytest`` -> ``(kind, n)``; ConfigError names --load otherwise."""
+    kind, _, count = text.partition(":")
+    try:
+        n = int(count) if count else (1 if kind == "pytest" else 0)
+    except ValueError:
+        n = 0
+    if kind not in COMPANY or n < 1 or (kind == "together" and n < 2) or (kind == "pytest" and count):
+        raise ConfigError("--load %r: give together:N (N >= 2 identical trainings at once), busy:N (one training "
+                          "beside N busy processes) or pytest (one training beside the test suite)" % text,
+                          setting="load")
+    return kind, n
+
+
+def fair_share(kind, n, cores):
+    """The share of its speed alone a training keeps when the kernel splits the cores evenly among the
+    threads that want them: a training alone has one thread per core; a busy process has one thread."""
+    if kind == "pytest":
+        return None  # the test suite's demand varies as it goes
+    wanting = cores * n if kind == "together" else cores + n
+    return float(cores) / wanting if wanting > cores else 1.0
+
+
+def training_command(framework, config_name, data, batches, seed, out, python=None):
+    """The command of one timed training: ptb_lm's own command line, or the PyTorch baseline."""
+    if framework == "pytorch":
+        return [python, PYTORCH_BASELINE, data, "--configs", config_name, "--max-batches", str(batches),
+                "--eval-batches", "1", "--warmup", "20", "--seed", str(seed), "--json", out]
+    import sys
+
+    values = dict(CONFIGS[config_name])
+    command = [sys.executable, "-m", "ptb_lm", "--preset", values.pop("preset")]
+    for name, value in values.items():
+        command += ["--" + name.replace("_", "-"), str(value)]
+    return command + ["--data", data, "--epochs", "1", "--max-batches", str(batches), "--seed", str(seed),
+                      "--ctx", "cpu", "--progress", "none", "--eval-period", str(10 ** 6), "--log-json", out]
+
+
+def training_speed(framework, out):
+    """Training tokens/s from a finished command's output file."""
+    if framework == "pytorch":
+        with open(out) as f:
+            return json.load(f)[0]["train_tokens_per_sec"]
+    with open(out) as f:
+        epochs = [json.loads(line) for line in f if '"epoch"' in line]
+    return [e for e in epochs if e.get("event") == "epoch"][-1]["train_tokens_per_sec"]
+
+
+def run_together(commands, env=None, company=None):
+    """Start ``commands`` at once (beside ``company``'s processes, started first) and wait for them."""
+    started = []
+    try:
+        for command in company or []:
+            started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                            cwd=PACKAGE_ROOT, start_new_session=True))
+        if company:
+            time.sleep(2.0)  # let the company get going
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=PACKAGE_ROOT) for c in commands]
+        for proc, command in zip(procs, commands):
+            _, errors = proc.communicate()
+            if proc.returncode != 0:
+                raise RunFailure("a timed training failed (exit %d): %s" % (proc.returncode,
+                                                                           last_line(errors, "no output")))
+    finally:
+        import signal
+
+        for proc in started:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def company_commands(kind, n):
+    import sys
+
+    if kind == "busy":
+        return [[sys.executable, "-c", "while True: pass"] for _ in range(n)]
+    if kind == "pytest":
+        return [[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(PACKAGE_ROOT, "tests")]]
+    return []
+
+
+def load_benchmark(loads, configs, data=None, batches=400, seed=1, rounds=1, pytorch=None):
+    """Each config's training alone, then under each load of ``loads`` ((kind, n) pairs), ``rounds`` times,
+    for ptb_lm and (with ``pytorch``) the PyTorch baseline; returns every measured run."""
+    from .download import locate_ptb
+    from .runtime.threads import physical_cores
+
+    data = locate_ptb(data)
+    frameworks = ["ptb_lm"] + (["pytorch"] if pytorch else [])
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ptb-lm-load-") as folder:
+        def timed(framework, config_name, copies, company, round_number, label):
+            outs = [os.path.join(folder, "%s-%d.json" % (label, k)) for k in range(copies)]
+            for out in outs:
+                if os.path.exists(out):
+                    os.remove(out)
+            run_together([training_command(framework, config_name, data, batches, seed, out, pytorch)
+                          for out in outs], company=company)
+            return [training_speed(framework, out) for out in outs]
+
+        for round_number in range(rounds):
+            for config_name in configs:
+                for framework in frameworks:
+                    alone = timed(framework, config_name, 1, None, round_number, "alone")[0]
+                    runs.append(dict(config=config_name, framework=framework, load="alone", round=round_number,
+                                     speeds=[alone], alone=alone))
+                    for kind, n in loads:
+                        copies = n if kind == "together" else 1
+                        speeds = timed(framework, config_name, copies, company_commands(kind, n), round_number,
+                                       "%s%d" % (kind, n))
+                        runs.append(dict(config=config_name, framework=framework, round=round_number,
+                                         load="%s:%d" % (kind, n) if kind != "pytest" else kind, speeds=speeds,
+                                         alone=alone, shares=[s / alone for s in speeds],
+                                         fair=fair_share(kind, n, physical_cores() or 1)))
+    return runs
+
+
+def load_table_lines(runs):
+    """One row per (config, framework, load): the speed alone, each copy's speed and its share of it."""
+    lines = ["| config | framework | company | alone tok/s | each copy tok/s | share of alone | fair share |",
+             "|---|---|---|---|---|---|---|"]
+    keys = []
+    for r in runs:
+        key = (r["config"], r["framework"], r["load"])
+        if r["load"] != "alone" and key not in keys:
+            keys.append(key)
+    for config, framework, load in keys:
+        rows = [r for r in runs if (r["config"], r["framework"], r["load"]) == (config, framework, load)]
+        alone = statistics.median(r["alone"] for r in rows)
+        speeds = [s for r in rows for s in r["speeds"]]
+        shares = [s for r in rows for s in r["shares"]]
+        fair = rows[0]["fair"]
+        lines.append("| %s | %s | %s | %.0f | %s | %.2f [%.2f-%.2f] | %s |" % (
+            config, framework, load, alone, " ".join("%.0f" % s for s in speeds), statistics.median(shares),
+            min(shares), max(shares), "%.2f" % fair if fair else "-"))
     return lines

@@ -12,6 +12,9 @@ Layout of a save dir::
         vocab.txt                one word per line, in id order
         state.json               epoch, best validation loss, plateau factor, every event so far,
                                  Python's and NumPy's RNG states, and the sha256 of model.params
+        optimizer.params         momentum's, Adam's or AdamW's state, one array per parameter and state
+                                 (MXNet's format, mx.nd.save), with its sha256 and step count in state.json;
+                                 absent for the chapter's plain SGD, which keeps none
 
 Only the folders that ``last`` and ``best`` point to are kept. A checkpoint is
 written whole into a temporary folder, renamed to its final name, and only then
@@ -19,8 +22,9 @@ do the links switch to it, so a run killed at any instant leaves the previous
 checkpoint whole. Every load checks model.params against the sha256 in
 state.json, so a damaged file is refused instead of evaluated.
 
-Plain SGD (no momentum, no weight decay) keeps no optimizer state, and the rate
-is set from the schedule at every epoch, so a checkpoint needs none.
+The rate is set from the schedule at every epoch, so a checkpoint needs no rate;
+an optimizer that keeps state (ptb_lm.optimizers) has it saved, with no pickle
+(MXNet's own Trainer.save_states pickles it).
 """
 
 import json
@@ -67,11 +71,15 @@ def restore_rng_states(state):
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
+OPTIMIZER_FILE = "optimizer.params"
+
+
+def save_checkpoint(save_dir, model, config, dictionary, state, best=False, optimizer_state=None):
     """Write a checkpoint of epoch ``state['epoch']``; point ``last`` (and ``best`` if asked) at it.
 
     ``state`` is a JSON-able dict (epoch, metrics, schedule state); the RNG
-    states and the sha256 of model.params are added here. A failure to write
+    states and the sha256 of model.params are added here. ``optimizer_state`` is
+    ``({"<parameter>:<state>": NDArray}, steps)``, as the updaters give it. A failure to write
     (a full disk, say) raises :class:`~ptb_lm.errors.WriteFailed` and leaves the
     previous checkpoint and the links as they were.
     """
@@ -85,6 +93,12 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False):
         _write_text(os.path.join(staging, "config.json"), config.to_json())
         dictionary.save(os.path.join(staging, "vocab.txt"))
         full_state = dict(state, rng=rng_states(), model_params_sha256=sha256_of(params))
+        arrays, steps = optimizer_state or ({}, 0)
+        if arrays:
+            optimizer_path = os.path.join(staging, OPTIMIZER_FILE)
+            mx.nd.save(optimizer_path, dict(arrays))
+            full_state["optimizer"] = {"name": config.optimizer, "steps": steps,
+                                       "params_sha256": sha256_of(optimizer_path)}
         _write_text(os.path.join(staging, "state.json"), json.dumps(full_state))
         for entry in os.listdir(staging):
             with open(os.path.join(staging, entry), "rb") as f:
@@ -301,6 +315,33 @@ class Checkpoint(object):
             raise CheckpointError("%s is damaged: its sha256 is %s, not the %s recorded when it was written. "
                                   "Use another checkpoint of the run (its best/ or last/)"
                                   % (os.path.join(self.folder, "model.params"), found[:12], expected[:12]))
+        optimizer = self.state.get("optimizer")
+        if optimizer is not None:
+            path = os.path.join(self.real_folder, OPTIMIZER_FILE)
+            try:
+                found = sha256_of(path)
+            except OSError as err:
+                raise CheckpointError("%s is incomplete: it records %s's state but %s cannot be read (%s). Use "
+                                      "another checkpoint of the run" % (self.folder, optimizer.get("name"),
+                                                                         OPTIMIZER_FILE, _reason(err))) from None
+            if found != optimizer.get("params_sha256"):
+                raise CheckpointError("%s is damaged: its sha256 is %s, not the %s recorded when it was written. "
+                                      "Use another checkpoint of the run (its best/ or last/)"
+                                      % (os.path.join(self.folder, OPTIMIZER_FILE), found[:12],
+                                         str(optimizer.get("params_sha256"))[:12]))
+
+    def load_optimizer(self, updater):
+        """Put the optimizer's saved state into ``updater`` (nothing to do for plain SGD)."""
+        optimizer = self.state.get("optimizer")
+        if optimizer is None:
+            return
+        try:
+            arrays = mx.nd.load(os.path.join(self.real_folder, OPTIMIZER_FILE))
+            updater.load_optimizer_state(arrays, optimizer["steps"])
+        except (mx.base.MXNetError, KeyError, ValueError) as err:
+            raise CheckpointError("%s does not fit the model (%s)" % (os.path.join(self.folder, OPTIMIZER_FILE),
+                                                                      _reason(err) if not isinstance(err, KeyError)
+                                                                      else "it lacks %s" % err)) from None
 
     def load_parameters(self, model, ctx):
         """Load the verified weights into ``model`` on ``ctx`` (a context or a list)."""
@@ -352,7 +393,7 @@ def copy_checkpoint(point, save_dir, best):
     staging = None
     try:
         staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
-        for entry in FILES:
+        for entry in FILES + ((OPTIMIZER_FILE,) if "optimizer" in point.state else ()):
             shutil.copy2(os.path.join(point.real_folder, entry), os.path.join(staging, entry))
         if sha256_of(os.path.join(staging, "model.params")) != point.state.get("model_params_sha256"):
             raise OSError("the copy of model.params differs from the verified original")

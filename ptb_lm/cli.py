@@ -29,14 +29,34 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, "ptb-lm: error: %s (%s --help lists the flags)\n" % (message, self.prog))
 
+def _betas(text):
+    """``--betas 0.9,0.999`` -> (0.9, 0.999)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give two numbers such as 0.9,0.999, got %r" % text) from None
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError("give two numbers such as 0.9,0.999, got %r" % text)
+    return values
+
+
+_betas.__name__ = "B1,B2"
+
 # flag -> (type, help); the default shown is TrainConfig's
 _TRAIN_FLAGS = [
-    ("--mode", str, "cell: rnn_relu, rnn_tanh, lstm or gru"),
+    ("--mode", str, "rnn_relu, rnn_tanh, lstm or gru (the chapter's cells), or transformer (a causal "
+                    "self-attention model, as the PyTorch example's; it reads each window on its own)"),
     ("--embed-dim", int, "embedding size"),
     ("--hidden-dim", int, "hidden state size of each RNN layer"),
     ("--num-layers", int, "number of stacked RNN layers"),
     ("--dropout", float, "dropout rate on embeddings, between layers and on outputs, in [0, 1)"),
-    ("--lr", float, "SGD learning rate (no momentum, no weight decay)"),
+    ("--heads", int, "transformer: attention heads; they divide the model size (--hidden-dim)"),
+    ("--ffn-dim", int, "transformer: the feed-forward size (default: the model size)"),
+    ("--lr", float, "learning rate"),
+    ("--optimizer", str, "sgd (the chapter's, no state), momentum, adam or adamw"),
+    ("--momentum", float, "with --optimizer momentum: the momentum (default: 0.9)"),
+    ("--weight-decay", float, "L2 weight decay (decoupled from the moments with adamw)"),
+    ("--betas", _betas, "adam and adamw: the moments' decay rates, e.g. 0.9,0.999"),
     ("--clipping-norm", float, "per-token gradient clipping norm; the global norm is clipped at "
                                "this x num_steps x batch_size"),
     ("--epochs", int, "number of epochs in total (with --resume: up to this many)"),
@@ -86,7 +106,8 @@ def train_parser():
                         help="share the embedding and decoder weights (needs --embed-dim == --hidden-dim)")
     for flag, kind, text in _TRAIN_FLAGS:
         default = getattr(defaults, _field(flag))
-        shown = "" if "default:" in text else " (default: %s)" % ("none" if default is None else default)
+        shown = "" if "default:" in text else " (default: %s)" % (
+            "none" if default is None else ",".join(map(str, default)) if isinstance(default, tuple) else default,)
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
                             help=text + shown)
     return parser
@@ -137,17 +158,21 @@ def setup_logging(level=logging.INFO):
 def _fail(message, code=2):
     from .runtime.engine import quiet_exit
 
-    quiet_exit()  # MXNet's own stderr line at exit would otherwise follow ours
     sys.stderr.write("ptb-lm: error: %s\n" % message)
+    sys.stderr.flush()
+    quiet_exit()  # MXNet's own stderr line at exit would otherwise follow ours
     return code
 
 
 def _as_typed(err):
     """``err``'s message, naming the flag as typed where it names a setting (``--batch-size``, not ``batch_size``)."""
+    import re
+
     message = str(err)
     setting = getattr(err, "setting", None)
-    if setting and message.startswith(setting):
-        message = "--" + setting.replace("_", "-") + message[len(setting):]
+    if setting:
+        message = re.sub(r"(?<![\w-])%s(?![\w-])" % re.escape(setting), "--" + setting.replace("_", "-"), message,
+                         count=1)
     return message
 
 
@@ -202,10 +227,12 @@ def evaluate_main(argv=None):
         ctx = resolve_contexts(args.ctx, purpose="evaluating")[0]
         result = score_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
                                      num_steps=args.num_steps, data=args.data, ctx=ctx)
+        from .reporting import format_ppl
+
         logging.getLogger("ptb_lm").info(
-            "%(source)s perplexity %(ppl).2f (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
+            "%(source)s perplexity %(shown)s (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
             "%(unknown)d unknown, mapped to <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d; "
-            "checkpoint %(checkpoint)s" % result)
+            "checkpoint %(checkpoint)s" % dict(result, shown=format_ppl(result["ppl"])))
 
     return _run(body)
 
@@ -230,11 +257,12 @@ def generate_main(argv=None):
 
         check_sampling(args.words, args.temperature, args.seed)  # before loading anything
         ctx = resolve_contexts(args.ctx, purpose="generating")[0]
-        model, vocab, _ = load(args.checkpoint, ctx=ctx)
+        model, vocab, config = load(args.checkpoint, ctx=ctx)
         unknown = [w for w in args.prompt.split() if w not in vocab.word_to_idx]
         if unknown:
             logging.getLogger("ptb_lm").warning("not in the vocabulary, read as <unk>: %s", " ".join(unknown))
-        words = generate(model, vocab, args.words, args.temperature, args.prompt, args.seed, ctx)
+        words = generate(model, vocab, args.words, args.temperature, args.prompt, args.seed, ctx,
+                         window=config.num_steps)
         text = " ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n")
         sys.stdout.write((args.prompt + " " if args.prompt else "") + text.strip(" ") + "\n")
 
@@ -286,34 +314,65 @@ def launch_main(argv=None):
     """ptb-lm-launch: data-parallel training over MXNet's parameter server (kvstore dist_sync).
 
     Everything after -- goes to each worker's training command, e.g.
-    ptb-lm-launch --local 2 -- --epochs 1 --seed 1
+      ptb-lm-launch --local 2 -- --epochs 1 --seed 1                  two workers on this machine
+      ptb-lm-launch --hosts hosts.txt -- --epochs 1                   one worker a host, over ssh
+      ptb-lm-launch --launcher mpi --num-workers 4 --hostfile H -- ... through mpirun (MXNet's dmlc_tracker)
+      ptb-lm-launch --launcher slurm --num-workers 4 -- ...            through srun, inside a SLURM allocation
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     parser = Parser(prog="ptb-lm-launch", description=launch_main.__doc__,
-                    usage="%(prog)s (--local N | --hosts FILE) [options] -- TRAINING FLAGS",
+                    usage="%(prog)s (--local N | --hosts FILE | --launcher NAME --num-workers N) [options] -- "
+                          "TRAINING FLAGS",
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--local", type=int, metavar="N", help="run N workers on this machine (127.0.0.1)")
-    where.add_argument("--hosts", metavar="FILE", help="run the workers over ssh on these hosts, one per line")
-    parser.add_argument("--num-workers", type=int, help="with --hosts: how many workers (default: one per host)")
-    parser.add_argument("--servers", type=int, default=1, help="parameter-server processes")
+    parser.add_argument("--launcher", choices=("local", "ssh", "mpi", "slurm", "sge", "yarn"),
+                        help="how to start the processes: local and ssh are ptb_lm's own, supervised launchers "
+                             "(--local N and --hosts FILE choose them too); mpi, slurm, sge and yarn go through "
+                             "MXNet's dmlc_tracker")
+    parser.add_argument("--local", type=int, metavar="N", help="run N workers on this machine (127.0.0.1)")
+    parser.add_argument("--hosts", metavar="FILE", help="run the workers over ssh on these hosts, one per line")
+    parser.add_argument("--hostfile", metavar="FILE", help="with --launcher mpi: mpirun's host file")
+    parser.add_argument("--num-workers", type=int, help="how many workers (default with --hosts: one per host)")
+    parser.add_argument("--servers", type=int, default=1, help="parameter-server processes (default: 1)")
     parser.add_argument("--port", type=int, help="the scheduler's port (default: a free one)")
     parser.add_argument("--host-ip", default=None,
-                        help="the address workers reach the scheduler at (default: 127.0.0.1 with --local, "
-                             "this machine's hostname with --hosts)")
+                        help="the address workers reach the scheduler at (default: 127.0.0.1 with --local and "
+                             "--launcher mpi without a host file, else this machine's hostname)")
+    parser.add_argument("--tracker-option", action="append", default=[], metavar="OPTION",
+                        help="passed to dmlc_tracker as it is (e.g. --tracker-option=--queue=gpu with sge); "
+                             "repeatable")
     args = parser.parse_args(own)
     if "--kvstore" not in train_args:
         train_args = ["--kvstore", "dist_sync"] + train_args
 
     def body():
-        from .runtime.launcher import launch, read_hosts
+        from .errors import LaunchError
+        from .runtime.launcher import launch, launch_on_cluster, read_hosts
 
-        hosts = read_hosts(args.hosts) if args.hosts else None
-        workers = args.local if args.local is not None else (args.num_workers or len(hosts))
-        host_ip = args.host_ip or ("127.0.0.1" if not hosts else socket.gethostname())
-        return launch(workers, train_args, hosts=hosts, num_servers=args.servers, port=args.port, host_ip=host_ip)
+        launcher = args.launcher or ("ssh" if args.hosts else "local" if args.local is not None else None)
+        if launcher is None:
+            raise LaunchError("say how to start the workers: --local N, --hosts FILE, or --launcher NAME with "
+                              "--num-workers N")
+        if (args.local is not None and launcher != "local") or (args.hosts and launcher != "ssh"):
+            raise LaunchError("--local goes with --launcher local and --hosts with --launcher ssh: give one of them")
+        if launcher in ("local", "ssh"):
+            hosts = read_hosts(args.hosts) if launcher == "ssh" else None
+            if launcher == "ssh" and not hosts:
+                raise LaunchError("--launcher ssh needs --hosts FILE")
+            workers = args.local if args.local is not None else (args.num_workers or (len(hosts) if hosts else None))
+            if workers is None:
+                raise LaunchError("--launcher local needs the number of workers: --local N or --num-workers N")
+            host_ip = args.host_ip or ("127.0.0.1" if not hosts else socket.gethostname())
+            return launch(workers, train_args, hosts=hosts, num_servers=args.servers, port=args.port,
+                          host_ip=host_ip)
+        if args.num_workers is None:
+            raise LaunchError("--launcher %s needs --num-workers N" % launcher)
+        if args.port is not None:
+            raise LaunchError("--port goes with ptb_lm's own launchers; dmlc_tracker picks the scheduler's port")
+        host_ip = args.host_ip or ("127.0.0.1" if launcher == "mpi" and not args.hostfile else None)
+        return launch_on_cluster(launcher, args.num_workers, train_args, num_servers=args.servers, host_ip=host_ip,
+                                 host_file=args.hostfile, extra_options=args.tracker_option)
 
     return _run(body)
 
@@ -347,8 +406,8 @@ def benchmark_main(argv=None):
     parser = Parser(prog="ptb-lm-benchmark", description=benchmark_main.__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
-    parser.add_argument("--max-batches", type=int, default=300, help="training batches timed per variant "
-                                                                     "(default: 300)")
+    parser.add_argument("--max-batches", type=int, help="training batches timed per variant (default: 300; "
+                                                        "400 with --load)")
     parser.add_argument("--eval-batches", type=int, default=300, help="validation batches timed per variant "
                                                                       "(default: 300)")
     parser.add_argument("--warmup", type=int, default=20, help="batches run before timing (default: 20)")
@@ -371,27 +430,30 @@ def benchmark_main(argv=None):
     parser.add_argument("--pytorch", metavar="PYTHON",
                         help="also time the same model in PyTorch, run by this interpreter (one with torch; "
                              "see dev/pytorch_baseline.py)")
+    parser.add_argument("--load", action="append", default=[], metavar="together:N|busy:N|pytest",
+                        help="instead of the levers: time ptb_lm's training (and with --pytorch, the PyTorch "
+                             "baseline's) alone, then N identical copies started together, or one beside N busy "
+                             "processes or the test suite, and print each copy's share of its speed alone; "
+                             "repeatable. Uses --configs, --max-batches (default here: 400), --rounds, --seed")
     parser.add_argument("--json", help="also write the table and every run here")
     args = parser.parse_args(argv)
     configs, variants = args.configs.split(","), args.variants.split(",")
+    if args.load:
+        return _load_benchmark(parser, args, configs)
 
     def body():
-        from .runtime.engine import ENGINE_MARK, ENGINE_VARIABLE, describe_engine
-        from .runtime.threads import DEFAULT_MARK, THREAD_VARIABLES, describe_threads
+        from .runtime.engine import describe_engine
+        from .runtime.threads import describe_threads
 
-        bench.check_choices(configs, variants, args.max_batches, args.eval_batches, args.warmup, args.rounds)
+        batches = 300 if args.max_batches is None else args.max_batches
+        bench.check_choices(configs, variants, batches, args.eval_batches, args.warmup, args.rounds)
         if args.pytorch:
             bench.check_pytorch(args.pytorch)
-        marks = dict({name: DEFAULT_MARK for name in THREAD_VARIABLES}, **{ENGINE_VARIABLE: ENGINE_MARK})
-        for item in args.env:
-            name, _, value = item.partition("=")
-            os.environ[name] = value  # inherited by the spawned measuring processes
-            if name in marks:  # a value given here is a choice, even one equal to ptb_lm's default: unmark it
-                os.environ.pop(marks[name], None)
+        _set_environment(args.env)
         from .runtime import import_mxnet
 
         import_mxnet()  # here, so that a thread count or engine MXNet cannot take is one line
-        result = bench.benchmark(configs, variants, args.data, args.max_batches, args.eval_batches, args.warmup,
+        result = bench.benchmark(configs, variants, args.data, batches, args.eval_batches, args.warmup,
                                  args.seed, args.profile, args.eval_window_tokens, args.rounds, args.same_process,
                                  args.pytorch)
         out = sys.stdout
@@ -412,5 +474,73 @@ def benchmark_main(argv=None):
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(dict(result, args=vars(args)), f, indent=2)
+
+    return _run(body)
+
+
+def _set_environment(items):
+    """``NAME=VALUE`` items into this process's environment, which the measuring processes inherit; a value
+    given so is a choice, even one equal to ptb_lm's default, so its mark goes."""
+    from .runtime.engine import ENGINE_MARK, ENGINE_VARIABLE
+    from .runtime.threads import DEFAULT_MARK, THREAD_VARIABLES
+
+    marks = dict({name: DEFAULT_MARK for name in THREAD_VARIABLES}, **{ENGINE_VARIABLE: ENGINE_MARK})
+    for item in items:
+        name, _, value = item.partition("=")
+        os.environ[name] = value
+        if name in marks:
+            os.environ.pop(marks[name], None)
+
+
+def _load_benchmark(parser, args, configs):
+    """``ptb-lm-benchmark --load ...``: shares of the speed alone under company."""
+    from . import benchmark as bench
+
+    def body():
+        loads = [bench.parse_company(text) for text in args.load]
+        batches = 400 if args.max_batches is None else args.max_batches
+        bench.check_choices(configs, ["fast"], batches, 1, 1, args.rounds)
+        if args.pytorch:
+            bench.check_pytorch(args.pytorch)
+        _set_environment(args.env)
+        if args.env:
+            sys.stdout.write("environment: %s\n" % " ".join(args.env))
+        runs = bench.load_benchmark(loads, configs, args.data, batches, args.seed, args.rounds, args.pytorch)
+        sys.stdout.write("%d training batches per timed run (chapter's math; --ctx cpu), %d round%s\n"
+                         % (batches, args.rounds, "" if args.rounds == 1 else "s"))
+        sys.stdout.write("\n".join(bench.load_table_lines(runs)) + "\n")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"runs": runs, "args": vars(args)}, f, indent=2)
+
+    return _run(body)
+
+
+def export_main(argv=None):
+    """ptb-lm-export: a checkpoint as an ONNX model, checked against MXNet in ONNX Runtime.
+
+    It writes OUT/model.onnx, OUT/vocab.txt and OUT/model.json; ptb_lm_onnx (pip install
+    '.[onnx]') scores and generates with them where MXNet does not run.
+    """
+    parser = Parser(prog="ptb-lm-export", description=export_main.__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a save dir (its last/ is used) or a checkpoint folder such as runs/x/best")
+    parser.add_argument("--out", required=True, help="the folder to write (it must not exist, or be empty)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it already holds something")
+    parser.add_argument("--route", default="auto", help="auto (MXNet's exporter where it matches, else ptb_lm's), "
+                                                         "mxnet or ptb_lm (default: auto)")
+    parser.add_argument("--data", help="PTB, for the test perplexity measured on export (default: as training)")
+    parser.add_argument("--batch-size", type=int, help="the batch size of that measurement (default: the run's)")
+    args = parser.parse_args(argv)
+
+    def body():
+        from .export import export_onnx
+
+        if args.batch_size is not None:
+            from .config import check_whole_number
+
+            check_whole_number("batch_size", args.batch_size)
+        export_onnx(args.checkpoint, args.out, route=args.route, force=args.force, data=args.data,
+                    test_batch_size=args.batch_size)
 
     return _run(body)

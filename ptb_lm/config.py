@@ -17,7 +17,9 @@ from typing import Optional
 
 from .errors import ConfigError
 
-MODES = ("rnn_relu", "rnn_tanh", "lstm", "gru")
+RNN_MODES = ("rnn_relu", "rnn_tanh", "lstm", "gru")
+MODES = RNN_MODES + ("transformer",)
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 ENGINES = ("fast", "imperative")
 KVSTORES = ("device", "local", "dist_sync")
 PROGRESS = ("auto", "bar", "none")
@@ -33,8 +35,14 @@ class TrainConfig:
     dropout: float = 0.2  # the chapter's rate, on embeddings, between layers and on outputs
     tied: bool = False  # share embedding and decoder weights (Press & Wolf); off in the chapter
     init_scale: Optional[float] = None  # None: the chapter's Xavier (+ Uniform(0.1) embedding); x: Uniform(x) everywhere
+    heads: int = 2  # transformer: attention heads (the PyTorch example's nhead); they divide the model size
+    ffn_dim: Optional[int] = None  # transformer: the feed-forward size; None: the model size, as the example's nhid
     # --- optimisation ----------------------------------------------------
     lr: float = 1.0  # the chapter's plain SGD rate (no momentum, no weight decay)
+    optimizer: str = "sgd"  # the chapter's plain SGD; momentum, adam and adamw keep state, which checkpoints hold
+    momentum: Optional[float] = None  # optimizer momentum: the momentum; None: 0.9, the usual choice
+    weight_decay: float = 0.0  # the chapter has none; L2 in the gradient (sgd, momentum, adam), decoupled in adamw
+    betas: tuple = (0.9, 0.999)  # adam and adamw: the moments' decay rates (Kingma & Ba's, and PyTorch's, defaults)
     clipping_norm: float = 0.2  # per token: the global norm is clipped at this x num_steps x batch_size
     epochs: int = 100  # the chapter's code runs 100 epochs
     batch_size: int = 32  # the chapter's number of parallel streams
@@ -57,6 +65,8 @@ class TrainConfig:
     progress: str = "auto"  # auto: a tqdm bar in a terminal (or notebook), none elsewhere, where log lines suffice
 
     def __post_init__(self):
+        if isinstance(self.betas, list):  # as JSON gives them back
+            object.__setattr__(self, "betas", tuple(self.betas))
         self.validate()
 
     def replace(self, **changes):
@@ -72,6 +82,16 @@ class TrainConfig:
         if unknown:
             raise ConfigError("unknown setting(s): %s" % ", ".join(unknown))
         return cls(**values)
+
+    @property
+    def momentum_value(self):
+        """The momentum the momentum optimizer uses (0.9 unless given)."""
+        return 0.9 if self.momentum is None else self.momentum
+
+    @property
+    def feed_forward(self):
+        """A transformer's feed-forward size."""
+        return self.ffn_dim or self.hidden_dim
 
     @property
     def eval_batch(self):
@@ -109,6 +129,34 @@ class TrainConfig:
         if (self.lr_decay_after is None) != (self.lr_decay_per_epoch is None):
             raise ConfigError("lr_decay_after and lr_decay_per_epoch go together: give both or neither",
                               setting="lr_decay_after")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("unknown optimizer %r: choose one of %s" % (self.optimizer, ", ".join(OPTIMIZERS)),
+                              setting="optimizer")
+        _check_range("weight_decay", self.weight_decay, self.weight_decay >= 0, "must be 0 or more")
+        if self.momentum is not None:
+            if self.optimizer != "momentum":
+                raise ConfigError("momentum goes with --optimizer momentum, not %s" % self.optimizer,
+                                  setting="momentum")
+            _check_range("momentum", self.momentum, 0 <= self.momentum < 1, "must be in [0, 1)")
+        if not (isinstance(self.betas, tuple) and len(self.betas) == 2 and
+                all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas)):
+            raise ConfigError("betas must be two numbers in [0, 1), such as 0.9,0.999, got %r" % (self.betas,),
+                              setting="betas")
+        check_whole_number("heads", self.heads)
+        if self.ffn_dim is not None:
+            check_whole_number("ffn_dim", self.ffn_dim)
+        if self.mode == "transformer":
+            if self.embed_dim != self.hidden_dim:
+                raise ConfigError("a transformer's embedding and hidden sizes are its one model size: give "
+                                  "--embed-dim and --hidden-dim alike, got %d and %d" % (self.embed_dim,
+                                                                                        self.hidden_dim),
+                                  setting="hidden_dim")
+            if self.hidden_dim % self.heads:
+                raise ConfigError("heads must divide the model size: %d heads do not divide %d"
+                                  % (self.heads, self.hidden_dim), setting="heads")
+            if self.hidden_dim % 2:
+                raise ConfigError("a transformer's model size must be even (sinusoidal positions), got %d"
+                                  % self.hidden_dim, setting="hidden_dim")
         if self.tied and self.embed_dim != self.hidden_dim:
             raise ConfigError("tied weights need embed_dim == hidden_dim (the decoder reuses the embedding), "
                               "got %d and %d" % (self.embed_dim, self.hidden_dim), setting="embed_dim")

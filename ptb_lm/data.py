@@ -86,7 +86,8 @@ class Corpus(object):
 
     ``path`` is any of:
 
-    * a folder holding ``ptb.train.txt``, ``ptb.valid.txt``, ``ptb.test.txt``;
+    * a folder holding ``ptb.train.txt``, ``ptb.valid.txt``, ``ptb.test.txt`` (or PyTorch's
+      example's ``train.txt``, ``valid.txt``, ``test.txt``), or such a folder's parent, with ``ptb/`` in it;
     * a zip holding those three files (in any folder inside it);
     * the chapter's file prefix, e.g. ``'data/ptb/ptb.'``.
 
@@ -109,11 +110,27 @@ class Corpus(object):
         return {name: getattr(self, name) for name in SPLITS}
 
 
+# How a folder may name the three splits: PTB's zip (and the chapter), and PyTorch's word_language_model example.
+NAMINGS = ("ptb.%s.txt", "%s.txt")
+
+
+def split_files(folder):
+    """``{split: path}`` of the three splits in ``folder`` or in its ``ptb/`` (under either naming), or None."""
+    for where in (folder, os.path.join(folder, "ptb")):
+        for naming in NAMINGS:
+            names = {s: os.path.join(where, naming % s) for s in SPLITS}
+            if all(os.path.isfile(name) for name in names.values()):
+                return names
+    return None
+
+
 def read_split_texts(path):
     """Return ``{split: text}`` for the three PTB files found at ``path``."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        names = {s: os.path.join(path, "ptb.%s.txt" % s) for s in SPLITS}
+        names = split_files(path)
+        if names is None:
+            raise DataError(_missing_splits(path))
         return {s: _read_text_file(names[s], s) for s in SPLITS}
     if os.path.isfile(path):
         return _read_zip(path)
@@ -124,6 +141,26 @@ def read_split_texts(path):
         "itself (in Python, ptb_lm.download.locate_ptb() finds or downloads PTB and returns such a path)"
         % os.path.abspath(path)
     )
+
+
+def _missing_splits(folder):
+    """What a folder without the three splits holds, and the names looked for."""
+    for where in (folder, os.path.join(folder, "ptb")):
+        for naming in NAMINGS:
+            present = [s for s in SPLITS if os.path.isfile(os.path.join(where, naming % s))]
+            if present:
+                missing = [naming % s for s in SPLITS if s not in present]
+                return "the %s split is missing: %s holds %s but not %s" % (
+                    [s for s in SPLITS if s not in present][0], where,
+                    ", ".join(naming % s for s in present), ", ".join(missing))
+    try:
+        held = sorted(os.listdir(folder))
+    except OSError as err:
+        return "cannot read the data folder %s: %s" % (folder, err.strerror or err)
+    shown = ", ".join(held[:8]) + (", ..." if len(held) > 8 else "") if held else "nothing"
+    return ("%s holds no PTB splits (it holds %s): give a folder, or a folder with ptb/ in it, holding "
+            "ptb.train.txt, ptb.valid.txt and ptb.test.txt (or train.txt, valid.txt and test.txt), or the ptb.zip"
+            % (folder, shown))
 
 
 def _check_text(text, split, where):

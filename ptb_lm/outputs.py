@@ -63,7 +63,8 @@ class RunOutputs(object):
         """Write the epoch's checkpoint, then redraw the curves (best-effort: a plot never ends a run)."""
         if self.lock is None:
             return
-        save_checkpoint(self.config.save_dir, run.model, self.config, run.corpus.dictionary, state, best=improved)
+        save_checkpoint(self.config.save_dir, run.model, self.config, run.corpus.dictionary, state, best=improved,
+                        optimizer_state=run.updater.optimizer_state())
         if not self._plot_failed and importlib.util.find_spec("matplotlib") is not None:  # an optional extra
             self._draw_curves(history)
 

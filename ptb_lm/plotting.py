@@ -6,6 +6,7 @@ there grew it by a few MB an epoch.
 """
 
 import json
+import math
 import os
 import sys
 
@@ -13,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import DataError  # noqa: E402
 from .files import partial_path  # noqa: E402
@@ -29,8 +31,14 @@ def plot_history(events, path, title=None, reference=None, reference_label="refe
         raise DataError("no epoch events to plot: the log holds no finished epoch")
     x = [e["epoch"] for e in epochs]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    ax.plot(x, [perplexity(e["train_loss"]) for e in epochs], marker="o", label="train")
-    ax.plot(x, [e["val_ppl"] for e in epochs], marker="o", label="validation")
+    # the training loss reported within each epoch, at its place in the epoch (so that one epoch is a line too)
+    per_epoch = {e["epoch"]: e.get("batches") for e in epochs}
+    reports = [(b["epoch"] - 1 + b["batch"] / float(per_epoch[b["epoch"]]), b["ppl"]) for b in events
+               if b["event"] == "batch" and per_epoch.get(b["epoch"]) and math.isfinite(b["ppl"])]
+    if reports:
+        ax.plot(*zip(*reports), linewidth=0.8, alpha=0.6, color="C0", label="train (reports within epochs)")
+    ax.plot(x, [perplexity(e["train_loss"]) for e in epochs], marker="o", color="C0", label="train")
+    ax.plot(x, [e["val_ppl"] for e in epochs], marker="o", color="C1", label="validation")
     if reference:
         epochs_ref = sorted(reference)
         ax.plot(epochs_ref, [reference[e] for e in epochs_ref], linestyle="none", marker="*", markersize=12,
@@ -39,7 +47,10 @@ def plot_history(events, path, title=None, reference=None, reference_label="refe
     if tests:
         ax.axhline(tests[-1]["test_ppl"], color="grey", linestyle="--",
                    label="test %.1f" % tests[-1]["test_ppl"])
+    if reports:
+        ax.set_xlim(0, max(x) + 0.05)  # the reports start within epoch 1
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("perplexity")
     ax.set_yscale("log")
     ax.set_title(title or "ptb_lm learning curves")

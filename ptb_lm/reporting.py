@@ -4,7 +4,7 @@ Training emits events, plain dicts with an ``"event"`` key:
 
     {"event": "batch", "epoch": E, "batch": B, "loss": L, "ppl": P}
     {"event": "epoch", "epoch": E, "train_loss": .., "val_loss": .., "val_ppl": .., "lr": ..,
-                       "train_tokens_per_sec": .., "time_s": ..}
+                       "batches": .., "train_tokens_per_sec": .., "time_s": ..}
     {"event": "test", "test_loss": .., "test_ppl": .., "eval_batch_size": ..}
     {"event": "resume", "after_epoch": N}        (in a --log-json file only: see read_events)
 
@@ -31,20 +31,26 @@ def perplexity(loss):
         return float("inf")
 
 
+def format_ppl(ppl):
+    """A perplexity for people: two decimals, as the chapter prints them, up to 100000; past that (an early,
+    wild batch) three significant digits, e.g. 3.03e+39."""
+    return "%.2f" % ppl if ppl < 1e5 else "%.3g" % ppl
+
+
 def format_event(event):
     """The chapter's log line for an event."""
     kind = event["event"]
     if kind == "batch":
-        return "[Epoch %d Batch %d] loss %.2f, perplexity %.2f" % (
-            event["epoch"], event["batch"], event["loss"], event["ppl"])
+        return "[Epoch %d Batch %d] loss %.2f, perplexity %s" % (
+            event["epoch"], event["batch"], event["loss"], format_ppl(event["ppl"]))
     if kind == "epoch":
-        return ("[Epoch %d] time cost %.2fs, validation loss %.2f, validation perplexity %.2f "
+        return ("[Epoch %d] time cost %.2fs, validation loss %.2f, validation perplexity %s "
                 "(train loss %.2f, %.0f tokens/s, lr %g)" % (
-                    event["epoch"], event["time_s"], event["val_loss"], event["val_ppl"],
+                    event["epoch"], event["time_s"], event["val_loss"], format_ppl(event["val_ppl"]),
                     event["train_loss"], event["train_tokens_per_sec"], event["lr"]))
     if kind == "test":
-        return "Test loss %.2f, test perplexity %.2f (eval batch size %d)" % (
-            event["test_loss"], event["test_ppl"], event["eval_batch_size"])
+        return "Test loss %.2f, test perplexity %s (eval batch size %d)" % (
+            event["test_loss"], format_ppl(event["test_ppl"]), event["eval_batch_size"])
     return json.dumps(event)
 
 
@@ -132,7 +138,7 @@ def read_events(path):
 
 
 def in_notebook():
-    """True inside a Jupyter (IPython kernel) session."""
+    """True inside a Jupyter notebook (an IPython kernel)."""
     shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
@@ -189,6 +195,24 @@ class console_logging(object):
             self.handler = None
 
 
+def _bar_class(stream):
+    """tqdm's notebook widget in Jupyter when ipywidgets is installed (pip install -e '.[notebook]'), else its
+    text bar, which a notebook also redraws in place; never tqdm.auto's fallback, which warns and adds an
+    output for every update."""
+    if stream is sys.stderr and in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+
+            from tqdm.notebook import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+
+    return tqdm
+
+
 class Progress(object):
     """A tqdm bar in a terminal or a notebook: per epoch (batches, ETA, and at each report the loss and
     tokens/s), and during validation and test. ``none``, and ``auto`` elsewhere: no bar, since the log lines
@@ -209,8 +233,7 @@ class Progress(object):
         self.close()
         if not self.enabled:
             return
-        from tqdm.auto import tqdm
-
+        tqdm = _bar_class(self.stream)
         self._bar = tqdm(total=total_batches, desc=desc, unit="batch", file=self.stream,
                          leave=False, dynamic_ncols=True, mininterval=self.mininterval)
         self._tokens = 0

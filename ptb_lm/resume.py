@@ -12,12 +12,12 @@ it is checked, set up and restored.
   dir to branch from it. The branch starts with a copy of the checkpoint.
 * A loose checkpoint folder (no ``last`` beside it) needs a save dir too.
 * A run that has already done ``epochs`` epochs is complete: raise ``epochs``.
-* The settings that fix the parameters' shapes (:data:`ARCHITECTURE`) and the
-  vocabulary cannot change.
+* The settings that fix the parameters' shapes and the optimizer's state
+  (:data:`ARCHITECTURE`) and the vocabulary cannot change.
 
-Restoring puts back the weights, the epoch, the best validation loss, the
-plateau factor of ``lr_decay``, every event so far and Python's and NumPy's RNG
-states. MXNet's own RNG cannot be exported; seeded runs reseed it from
+Restoring puts back the weights, the optimizer's state (momentum, Adam's moments),
+the epoch, the best validation loss, the plateau factor of ``lr_decay``, every event
+so far and Python's and NumPy's RNG states. MXNet's own RNG cannot be exported; seeded runs reseed it from
 ``(seed, epoch)`` at every epoch, so a resumed run takes exactly the steps an
 uninterrupted one takes.
 
@@ -43,8 +43,9 @@ from .errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-# The settings that fix the shapes of the parameters: a checkpoint only resumes under the same ones.
-ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "tied")
+# The settings that fix the shapes of the parameters and of the optimizer's state: a checkpoint only resumes
+# under the same ones.
+ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "tied", "heads", "ffn_dim", "optimizer")
 
 
 @dataclass
@@ -168,6 +169,7 @@ class ResumePoint(object):
             raise CheckpointError("cannot resume %s: its vocabulary differs from this data's (check --data)"
                                   % checkpoint.folder)
         checkpoint.load_parameters(run.model, run.ctxs)
+        checkpoint.load_optimizer(run.updater)
         restore_rng_states(checkpoint.state["rng"])
         logger.info("resuming from %s after epoch %d", checkpoint.folder, checkpoint.epoch)
         return RunState(checkpoint.epoch + 1, checkpoint.state["best_val_loss"], checkpoint.state["plateau_factor"],

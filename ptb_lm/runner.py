@@ -16,11 +16,11 @@ import time
 import numpy as np
 
 from .assembly import assemble
-from .errors import Interrupted, TrainingDiverged
+from .errors import Interrupted, RunFailure, TrainingDiverged
 from .outputs import RunOutputs
 from .reporting import History, Progress, console_logging, log_event, perplexity
 from .resume import begin
-from .runtime import import_mxnet
+from .runtime import error_summary, import_mxnet
 from .runtime.engine import describe_engine
 from .runtime.sharing import ThreadSharing
 from .runtime.threads import describe_threads
@@ -159,6 +159,11 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
             _log_outputs(config)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_message(config, history)) from None
+    except mx.base.MXNetError as err:
+        if "allocate" not in str(err).lower():
+            raise  # a bug of ours or MXNet's: its traceback says where
+        raise RunFailure("MXNet ran out of memory while training (%s): lower --batch-size, --num-steps or "
+                         "--hidden-dim; %s" % (error_summary(err), _kept(config, history))) from None
     finally:
         progress.close()
         if outputs is not None:
@@ -223,10 +228,19 @@ def run_epoch(run, epoch, lr, emit, progress, between_batches=None):
                                "epoch was saved. Lower --lr or --clipping-norm" % (epoch, val_loss))
     if run.is_chief:
         emit({"event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-              "val_ppl": perplexity(val_loss), "lr": lr,
+              "val_ppl": perplexity(val_loss), "lr": lr, "batches": run.batches_per_epoch,
               "train_tokens_per_sec": tokens / train_seconds,
               "time_s": time.time() - start})
     return val_loss
+
+
+def _kept(config, history):
+    """What a failed run kept, in a few words."""
+    done = history.of("epoch")
+    if config.save_dir and done:
+        return "%s/last holds epoch %d (continue with --resume %s)" % (config.save_dir, done[-1]["epoch"],
+                                                                      config.save_dir)
+    return "nothing was saved"
 
 
 def _interrupted_message(config, history):

@@ -19,27 +19,31 @@ def check_sampling(num_words, temperature, seed=None):
         check_seed("seed", seed)
 
 
-def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None):
+def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None, window=35):
     """Sample ``num_words`` words after ``prompt`` (words outside the vocabulary read as ``<unk>``).
 
     Each next word is drawn from softmax(logits / temperature): below 1 sharper,
-    above 1 flatter. Returns the list of sampled words.
+    above 1 flatter. An RNN reads each new word from its state; a model that carries
+    no state (the transformer) reads the last ``window`` words again each time (its
+    training window: pass the run's ``num_steps``). Returns the list of sampled words.
     """
     check_sampling(num_words, temperature, seed)
     ctx = ctx or mx.cpu()
     rng = np.random.RandomState(seed)
     words = prompt.split() or [EOS]
     unk = dictionary.word_to_idx.get(UNK, 0)
-    ids = [dictionary.word_to_idx.get(w, unk) for w in words]
+    history = [dictionary.word_to_idx.get(w, unk) for w in words]
+    stateful = getattr(model, "carries_state", True)
     hidden = model.begin_state(func=mx.nd.zeros, batch_size=1, ctx=ctx)
-    inputs = mx.nd.array(ids, ctx=ctx, dtype="int32").reshape((-1, 1))  # (len(prompt), 1)
+    inputs = history if stateful else history[-window:]
     out = []
     for _ in range(num_words):
-        logits, hidden = model(inputs, hidden)
+        logits, hidden = model(mx.nd.array(inputs, ctx=ctx, dtype="int32").reshape((-1, 1)), hidden)
         last = logits[-1].asnumpy().astype(np.float64) / temperature
         probs = np.exp(last - last.max())
         probs /= probs.sum()
         next_id = int(rng.choice(len(probs), p=probs))
         out.append(dictionary.idx_to_word[next_id])
-        inputs = mx.nd.array([[next_id]], ctx=ctx, dtype="int32")
+        history.append(next_id)
+        inputs = [next_id] if stateful else history[-window:]
     return out

@@ -1,4 +1,4 @@
-"""The update after each backward: sum the gradients across devices, clip their global norm, take an SGD step.
+"""The update after each backward: sum the gradients across devices, clip their global norm, take a step.
 
 Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
 
@@ -13,6 +13,7 @@ Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
       grads[ctx]    [ the same layout ]                                              one NDArray
       norm² = dot(grads[0], grads[0])      one product (plus the sparse embedding's rows)
       sgd_update(weights, grads, lr, rescale_grad = clip_factor / batch_size)        one update
+      (or sgd_mom_update, adam_update, adamw_update with flat state buffers: ptb_lm.optimizers)
 
   Clipping's factor and the 1/batch_size of ``trainer.step(batch_size)`` fold
   into the update's ``rescale_grad``. Across contexts or workers the all-reduce
@@ -37,9 +38,11 @@ import numpy as np
 
 from .errors import TrainingDiverged
 from .levers import FastLevers
+from .optimizers import FlatRule, gluon_optimizer, gluon_state, set_gluon_state
 from .parallel import GRAD_KEY, WEIGHT_KEY
 from .runtime import import_mxnet
-from .runtime.internals import init_trainer_on_kvstore, parameter_data, point_parameter_at
+from .runtime.internals import (init_trainer_on_kvstore, parameter_data, parameters_by_saved_name,
+                                point_parameter_at)
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
@@ -54,11 +57,12 @@ def trainable(model):
     return [p for p in model.collect_params().values() if p.grad_req != "null"]
 
 
-def make_optimizer(lr):
-    """The chapter's SGD: no momentum, no weight decay, so no optimizer state to checkpoint."""
-    optimizer = mx.optimizer.SGD(learning_rate=lr, momentum=0, wd=0)
-    assert optimizer.create_state(0, mx.nd.zeros((1,))) is None, "checkpoints hold no optimizer state"
-    return optimizer
+def state_keys(model, params):
+    """A name for each of ``params`` that is the same in every instance of the model (the checkpoint's)."""
+    names = {}
+    for name, p in parameters_by_saved_name(model).items():
+        names.setdefault(id(p), name)
+    return [names[id(p)] for p in params]
 
 
 def clip_gradients(params, ctxs, max_norm):
@@ -84,11 +88,20 @@ def clip_gradients(params, ctxs, max_norm):
 class ChapterUpdater(object):
     """``trainer.allreduce_grads()``, the chapter's clipping, ``trainer.update(batch_size)``."""
 
-    def __init__(self, model, ctxs, lr, kv=None):
+    def __init__(self, model, ctxs, config, kv=None):
         self.params = trainable(model)
+        self.keys = state_keys(model, self.params)
         self.ctxs = ctxs
-        self.trainer = gluon.Trainer(model.collect_params(), make_optimizer(lr), kvstore=kv,
+        self.state_names = FlatRule(config).state_names
+        self.trainer = gluon.Trainer(self.params, gluon_optimizer(config), kvstore=kv,
                                      update_on_kvstore=False if kv is not None else None)
+
+    def optimizer_state(self):
+        """``({"<parameter>:<state>": array}, steps)``: what a checkpoint keeps of the optimizer."""
+        return gluon_state(self.trainer, self.params, self.keys, self.state_names)
+
+    def load_optimizer_state(self, arrays, steps):
+        set_gluon_state(self.trainer, self.params, self.keys, self.state_names, arrays, steps)
 
     def set_learning_rate(self, lr):
         self.trainer.set_learning_rate(lr)
@@ -113,19 +126,24 @@ class FlatUpdater(object):
     again after it: a static_alloc graph keeps writing into the arrays it saw.
     """
 
-    def __init__(self, model, ctxs, lr, kv=None, sparse_embedding=False, pack_rnn=True):
+    def __init__(self, model, ctxs, config, kv=None, sparse_embedding=False, pack_rnn=True):
         self.ctxs = list(ctxs)
-        self.lr = lr
+        self.lr = config.lr
         self.kv = kv
+        self.rule = FlatRule(config)
         self.sparse = [model.encoder.weight] if sparse_embedding else []
-        # The RNN's parameters first, in its fused kernel's order, so that they are one packed vector too.
-        rnn = model.rnn_params_in_kernel_order()
+        # An RNN's parameters first, in its fused kernel's order, so that they are one packed vector too.
+        pack_rnn = pack_rnn and hasattr(model, "rnn_params_in_kernel_order")
+        rnn = model.rnn_params_in_kernel_order() if pack_rnn else []
         dense = rnn + [p for p in trainable(model) if all(p is not q for q in self.sparse + rnn)]
         self.params = dense  # in buffer order
+        self.keys = state_keys(model, dense)
         sizes = [int(np.prod(p.shape)) for p in dense]
-        total = sum(sizes)
+        self.offsets = np.cumsum([0] + sizes).tolist()
+        total = self.offsets[-1]
         self.weights = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
         self.grads = [mx.nd.zeros((total,), ctx=ctx) for ctx in self.ctxs]
+        self.states = [self.rule.new_states(total, ctx) for ctx in self.ctxs]  # the same layout as the weights
         offset = 0
         for p, size in zip(dense, sizes):
             for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
@@ -167,17 +185,33 @@ class FlatUpdater(object):
         if not math.isfinite(norm):
             _diverged(norm)
         rescale = min(clip_at / (norm + 1e-8), 1.0) / batch_size  # clipping and step(batch_size) in one factor
-        for weights, grads in zip(self.weights, self.grads):
-            mx.nd.sgd_update(weights, grads, lr=self.lr, wd=0.0, rescale_grad=rescale, out=weights)
-        for p in self.sparse:
+        self.rule.begin_step()
+        for weights, grads, states in zip(self.weights, self.grads, self.states):
+            self.rule(weights, grads, states, self.lr, rescale)
+        for p in self.sparse:  # plain SGD without weight decay only (optimizers.lazy_update_is_exact)
             weight = p.data(self.ctxs[0])
-            mx.nd.sgd_update(weight, p.grad(self.ctxs[0]), lr=self.lr, wd=0.0, rescale_grad=rescale,
-                             lazy_update=True, out=weight)
+            self.rule(weight, p.grad(self.ctxs[0]), [], self.lr, rescale, lazy=True)
         return norm
+
+    def optimizer_state(self):
+        """``({"<parameter>:<state>": array}, steps)``: what a checkpoint keeps of the optimizer (per
+        parameter, as the Trainer's path keeps it)."""
+        arrays = {}
+        for name, buffer in zip(self.rule.state_names, self.states[0]):
+            for p, key, start, stop in zip(self.params, self.keys, self.offsets, self.offsets[1:]):
+                arrays["%s:%s" % (key, name)] = buffer[start:stop].reshape(p.shape)
+        return arrays, self.rule.step
+
+    def load_optimizer_state(self, arrays, steps):
+        for states in self.states:
+            for name, buffer in zip(self.rule.state_names, states):
+                for key, start, stop in zip(self.keys, self.offsets, self.offsets[1:]):
+                    buffer[start:stop] = arrays["%s:%s" % (key, name)].as_in_context(buffer.context).reshape((-1,))
+        self.rule.step = steps
 
 
 def make_updater(config, model, ctxs, kv, levers=FastLevers(), sparse_embedding=False):
     """The updater of ``config.engine`` with ``levers`` (``flat_update`` off: the chapter's, whatever the engine)."""
     if config.engine == "imperative" or not levers.flat_update:
-        return ChapterUpdater(model, ctxs, config.lr, kv)
-    return FlatUpdater(model, ctxs, config.lr, kv, sparse_embedding=sparse_embedding, pack_rnn=levers.packed_rnn)
+        return ChapterUpdater(model, ctxs, config, kv)
+    return FlatUpdater(model, ctxs, config, kv, sparse_embedding=sparse_embedding, pack_rnn=levers.packed_rnn)

@@ -83,3 +83,33 @@ def test_a_pytorch_interpreter_that_cannot_run_the_baseline_is_one_line_before_m
     without_torch = run_cli([BENCHMARK] + args + ["--pytorch", python])
     one_line_error(without_torch, 1, "cannot import torch", "No module named 'torch'", "pip install torch",
                    alone=True)
+
+
+@pytest.mark.parametrize("flag", ["--warmup", "--max-batches", "--eval-batches", "--rounds"])
+def test_a_count_below_one_is_one_line_before_anything_is_measured(corpus, flag):
+    out = run_cli([BENCHMARK, "--data", corpus, "--configs", "chapter", "--variants", "fast", flag, "0"])
+    one_line_error(out, 2, flag + " must be a whole number of at least 1", alone=True)
+    assert "GEMM peak" not in out.stdout  # nothing started
+
+
+def test_unknown_loads_configs_and_variants_are_one_line(corpus):
+    for args, words in ((["--load", "together:1"], "--load"), (["--load", "crowd:3"], "--load"),
+                        (["--configs", "huge"], "unknown --configs huge"), (["--variants", "turbo"], "unknown --variants turbo")):
+        one_line_error(run_cli([BENCHMARK, "--data", corpus] + args), 2, words, alone=True)
+
+
+def test_the_load_table_gives_each_copys_share_of_its_speed_alone(corpus, tmp_path):
+    """Two tiny trainings started together, and one beside a busy process: each copy's share is its speed over
+    the same config's speed alone, as the runs written to --json say."""
+    out = str(tmp_path / "load.json")
+    result = run_cli([BENCHMARK, "--data", corpus, "--configs", "chapter", "--load", "together:2", "--load", "busy:1",
+                      "--max-batches", "30", "--json", out])
+    assert result.returncode == 0, result.stderr
+    runs = json.load(open(out))["runs"]
+    alone = [r for r in runs if r["load"] == "alone"][0]["speeds"][0]
+    together = [r for r in runs if r["load"] == "together:2"][0]
+    assert len(together["speeds"]) == 2 and together["shares"] == pytest.approx([s / alone for s in together["speeds"]])
+    assert together["fair"] == pytest.approx(1.0 / 2) and [r for r in runs if r["load"] == "busy:1"][0]["fair"] < 1
+    row = [l for l in result.stdout.splitlines() if l.startswith("| chapter | ptb_lm | together:2 |")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5].startswith("%.2f" % statistics.median(together["shares"]))

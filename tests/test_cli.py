@@ -1,6 +1,8 @@
 """The command line, run as a user runs it: in a fresh interpreter."""
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -22,7 +24,12 @@ def test_help_explains_every_flag():
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--mode", "transformer"], ["rnn_relu, rnn_tanh, lstm, gru"]),
+    (["--mode", "tcn"], ["--mode", "rnn_relu, rnn_tanh, lstm, gru, transformer"]),
+    (["--mode", "transformer", "--heads", "3"], ["--heads must divide the model size"]),
+    (["--weight-decay", "-1"], ["--weight-decay must be 0 or more"]),
+    (["--optimizer", "adam", "--betas", "0.9,1.5"], ["--betas must be two numbers in [0, 1)"]),
+    (["--betas", "0.9"], ["--betas", "give two numbers"]),
+    (["--optimizer", "rmsprop"], ["unknown --optimizer 'rmsprop'"]),
     (["--batch-size", "0"], ["--batch-size must be a whole number"]),  # the flag as typed, not the field
     (["--num-steps", "0"], ["--num-steps must be"]),
     (["--batch-size", "100"], ["too large", "split"]),
@@ -76,6 +83,55 @@ def test_gpu_wheel_without_cuda_names_the_cpu_wheel(tmp_path, tiny_corpus):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
     out = run_cli(["--data", tiny_corpus] + TINY, env=env)
     assert_one_line_error(out, "libcuda.so.1", "pip uninstall -y mxnet-cu112")
+
+
+def test_a_model_past_mxnets_tensor_limit_is_one_line_before_anything_is_allocated(tiny_corpus):
+    """MXNet 1.9.1 cannot make a tensor of 2**31 elements (its wheels index with 32-bit ints): a 50000-unit
+    layer's recurrent weights alone would hold 2.5e9."""
+    out = run_cli(["--data", tiny_corpus] + TINY + ["--hidden-dim", "50000"])
+    assert_one_line_error(out, "too big", "2**31", "--hidden-dim")
+
+
+def limited_memory(kilobytes):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (kilobytes * 1024, kilobytes * 1024))
+    return limit
+
+
+def test_a_model_too_big_for_the_memory_is_one_line_that_says_how_big(tiny_corpus):
+    # 1.4e9 parameters: each tensor below MXNet's 2**31 elements, but some 17 GB to train
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", tiny_corpus] + TINY +
+                         ["--hidden-dim", "20000"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         preexec_fn=limited_memory(4000000))
+    assert_one_line_error(out, "needs about", "GB to train", "GB available", "--hidden-dim")
+
+
+UNCHECKED = """
+import sys
+import ptb_lm.assembly
+ptb_lm.assembly.available_bytes = lambda: None  # as if the machine's memory could not be read
+from ptb_lm.cli import train_main
+sys.exit(train_main(sys.argv[1:]))
+"""
+
+
+def test_an_allocation_that_fails_anyway_is_one_line(tiny_corpus):
+    """Where the memory cannot be read beforehand, MXNet's own allocation failure becomes the one line."""
+    out = subprocess.run([sys.executable, "-c", UNCHECKED, "--data", tiny_corpus] + TINY + ["--hidden-dim", "20000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=limited_memory(3000000))
+    assert_one_line_error(out, "cannot be allocated", "--hidden-dim")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--epoch", "1"], ["unrecognized arguments: --epoch 1", "ptb-lm-train --help"]),  # not taken as --epochs
+    (["--batch-size", "x"], ["--batch-size", "invalid int value"]),
+])
+def test_argparse_speaks_with_ptb_lms_voice_and_takes_no_abbreviations(tiny_corpus, args, words):
+    out = run_cli(["--data", tiny_corpus] + TINY + args)
+    assert_one_line_error(out, *words)
+    assert "usage:" not in out.stderr and "ptb-lm-train: error" not in out.stderr
 
 
 def test_log_json_writes_batch_epoch_and_test_events(tiny_corpus, tmp_path):

@@ -17,7 +17,15 @@ def test_defaults_are_the_seeds_hyperparameters():
 
 
 @pytest.mark.parametrize("change, words", [
-    (dict(mode="transformer"), "rnn_relu, rnn_tanh, lstm, gru"),
+    (dict(mode="tcn"), "rnn_relu, rnn_tanh, lstm, gru, transformer"),
+    (dict(mode="transformer", embed_dim=100, hidden_dim=100, heads=3), "heads must divide"),
+    (dict(mode="transformer", embed_dim=64, hidden_dim=100), "--embed-dim and --hidden-dim alike"),
+    (dict(weight_decay=-1e-4), "weight_decay must be 0 or more"),
+    (dict(optimizer="adam", betas=(0.9, 1.0)), "betas must be two numbers in [0, 1)"),
+    (dict(optimizer="adam", betas=(-0.1, 0.9)), "betas"),
+    (dict(optimizer="lamb"), "unknown optimizer 'lamb': choose one of sgd, momentum, adam, adamw"),
+    (dict(optimizer="adam", momentum=0.9), "momentum goes with --optimizer momentum"),
+    (dict(optimizer="momentum", momentum=1.0), "momentum must be in [0, 1)"),
     (dict(batch_size=0), "batch_size"),
     (dict(num_steps=-1), "num_steps"),
     (dict(lr=-0.1), "lr"),

@@ -38,11 +38,6 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tiny_corpus, tm
 
 
 def test_ctrl_c_exits_cleanly_and_says_how_to_resume(tiny_corpus, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     save = str(tmp_path / "run")
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", tiny_corpus,
                              "--save-dir", save] + TINY + ["--epochs", "100000"],
@@ -164,3 +159,27 @@ def test_ctrl_c_on_the_launcher_ends_every_process(tiny_corpus, tmp_path):
     assert proc.returncode == 130
     time.sleep(0.5)
     assert processes_marked(mark) == []
+
+
+CUT_SHORT = """
+import sys
+import ptb_lm
+%s
+from ptb_lm.cli import _run
+
+def body():
+    raise KeyboardInterrupt  # Ctrl-C after mxnet loaded, before its first operation
+sys.exit(_run(body))
+"""
+
+
+@pytest.mark.parametrize("loaded", ["import mxnet", "import ctypes; from ptb_lm.runtime.native import mxnet_library_path; "
+                                                    "ctypes.CDLL(mxnet_library_path())"],
+                         ids=["mxnet-imported", "import-cut-short"])
+def test_ctrl_c_before_mxnet_ran_anything_leaves_our_line_last(loaded):
+    """MXNet logs its engine line when its engine starts, and at exit if nothing started it: after our error
+    line, when Ctrl-C came 1-2 s into a run (while mxnet imports). The error line must stay the last."""
+    out = subprocess.run([sys.executable, "-c", CUT_SHORT % loaded], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 130
+    assert out.stderr == "ptb-lm: error: interrupted\n"

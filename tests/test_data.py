@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -94,6 +95,31 @@ def test_bad_data_raises_one_clear_error(tmp_path, problem):
     expected = {"missing_path": "does not exist", "not_a_zip": "not a zip", "missing_split": "valid split is missing",
                 "empty_split": "test split"}[problem]
     assert expected in str(err.value)
+
+
+def test_pytorchs_file_names_and_the_unzipped_parent_folder_are_read_too(tiny_corpus, tmp_path):
+    """The PyTorch example's layout (train.txt, valid.txt, test.txt) and the folder the zip unpacks into, with
+    ptb/ inside, hold the same corpus as PTB's own names."""
+    expected = Corpus(tiny_corpus)
+    torch_layout = tmp_path / "torch"
+    torch_layout.mkdir()
+    for split in ("train", "valid", "test"):
+        shutil.copy(os.path.join(tiny_corpus, "ptb.%s.txt" % split), str(torch_layout / ("%s.txt" % split)))
+    parent = tmp_path / "unzipped"
+    shutil.copytree(tiny_corpus, str(parent / "ptb"))
+    for layout in (torch_layout, parent):
+        corpus = Corpus(str(layout))
+        assert corpus.dictionary.idx_to_word == expected.dictionary.idx_to_word
+        assert all((getattr(corpus, s) == getattr(expected, s)).all() for s in ("train", "valid", "test"))
+
+
+def test_a_folder_without_the_splits_says_what_it_holds_and_what_is_looked_for(tmp_path):
+    (tmp_path / "notes.md").write_text("x")
+    (tmp_path / "wiki.train.tokens").write_text("x")
+    with pytest.raises(DataError) as err:
+        Corpus(str(tmp_path))
+    for words in ("notes.md", "wiki.train.tokens", "ptb.train.txt", "train.txt", "ptb/"):
+        assert words in str(err.value)
 
 
 def test_data_layer_imports_without_mxnet():

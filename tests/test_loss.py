@@ -58,6 +58,26 @@ def test_a_batch_with_a_token_past_the_safe_range_takes_the_chapters_loss():
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("nats", [81.5, 83.0, 85.5])
+def test_a_token_between_the_safe_range_and_underflow_takes_the_chapters_loss(nats):
+    """Between SAFE_NATS (80) and float32's underflow (about 87 nats) the fast loss is still finite, but its
+    gradient divides by a subnormal probability: the batch must still take the chapter's loss."""
+    rng = np.random.RandomState(2)
+    logits = np.zeros((6, 40), dtype=np.float32)
+    labels = rng.randint(0, 40, size=6)
+    wrong = (labels[2] + 1) % 40
+    logits[2, wrong] = nats  # token 2's loss: log(exp(nats) + 39) - 0, just above ``nats``
+    logits, labels = mx.nd.array(logits), mx.nd.array(labels, dtype="int32")
+    expected_value, expected_grad = loss_and_grad(chapter_loss(), logits, labels)
+    assert SAFE_NATS < expected_value[2] < 87  # the range this test is about
+    assert np.isfinite(loss_and_grad(SoftmaxPickLoss(), logits, labels)[0]).all()  # no inf to catch it otherwise
+    ours = TrainingLoss()
+    value, grad = loss_and_grad(ours, logits, labels)
+    assert ours.fallbacks == 1
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
+
+
 def test_a_nan_logit_takes_the_chapters_loss_so_divergence_looks_the_same():
     logits = mx.nd.zeros((4, 10))
     logits[2, 3] = float("nan")

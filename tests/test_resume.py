@@ -8,7 +8,7 @@ import pytest
 
 from ptb_lm import TrainConfig, fit
 from ptb_lm.cli import config_from_args, train_parser
-from ptb_lm.errors import CheckpointError, ConfigError, UserError
+from ptb_lm.errors import CheckpointError, ConfigError, Interrupted, UserError
 from ptb_lm.runner import learning_rate
 
 from helpers import (
@@ -206,3 +206,62 @@ def test_resume_restores_the_plateau_factor_and_the_best_loss(tiny_corpus, tmp_p
     history = fit(base.replace(epochs=5, lr=1.0), resume=split)
     plateau = state_of(os.path.join(whole, "last"))["plateau_factor"]
     assert history.series("lr")[-1] == learning_rate(base.replace(lr=1.0), 5, plateau)
+
+
+def test_a_resumed_runs_log_counts_each_batch_once(tiny_corpus, tmp_path):
+    """Interrupted in epoch 2 after some reports, then resumed: the log holds the interrupted epoch's reports
+    and the resumed run's, and says so with a resume event, so that its readers count every batch once."""
+    from ptb_lm.reporting import read_events
+
+    save, log = str(tmp_path / "run"), str(tmp_path / "run.jsonl")
+    config = lstm_config(tiny_corpus, epochs=3, save_dir=save, log_json=log, eval_period=5)
+
+    def interrupt_late_in_epoch_2(event):
+        if event["event"] == "batch" and event["epoch"] == 2 and event["batch"] >= 15:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        fit(config, on_event=interrupt_late_in_epoch_2)
+    raw_before = [json.loads(line) for line in open(log)]
+    assert [e["batch"] for e in raw_before if e["event"] == "batch" and e["epoch"] == 2] == [5, 10, 15]
+    fit(config, resume=save)
+    raw = [json.loads(line) for line in open(log)]
+    assert {"event": "resume", "after_epoch": 1} in raw
+    events = read_events(log)
+    whole = fit(lstm_config(tiny_corpus, epochs=3, eval_period=5))  # the same run, never interrupted
+    key = lambda e: (e["event"], e.get("epoch"), e.get("batch"))  # noqa: E731
+    assert [key(e) for e in events] == [key(e) for e in whole.events]
+    assert len(set(key(e) for e in events)) == len(events)
+
+
+@pytest.mark.parametrize("engine", ["fast", "imperative"])
+@pytest.mark.parametrize("settings", [dict(optimizer="adam", lr=0.005), dict(optimizer="momentum", lr=0.3,
+                                                                                weight_decay=1e-4),
+                                      dict(optimizer="adamw", lr=0.005, weight_decay=0.01)],
+                         ids=["adam", "momentum", "adamw"])
+def test_a_resumed_run_with_optimizer_state_ends_bit_for_bit_where_an_uninterrupted_one_does(tiny_corpus, tmp_path,
+                                                                                          settings, engine):
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    config = lstm_config(tiny_corpus, engine=engine, **settings)
+    fit(config.replace(epochs=3, save_dir=whole))
+    fit(config.replace(epochs=2, save_dir=parts))
+    fit(config.replace(epochs=3, save_dir=parts), resume=parts)
+    for name in ("model.params", "optimizer.params"):
+        a, b = (open(os.path.join(folder, "last", name), "rb").read() for folder in (whole, parts))
+        assert a == b, name
+    assert state_of(os.path.join(parts, "last"))["optimizer"]["steps"] == \
+        state_of(os.path.join(whole, "last"))["optimizer"]["steps"] > 0
+
+
+def test_a_damaged_optimizer_state_is_refused(tiny_corpus, tmp_path):
+    from ptb_lm.checkpoint import Checkpoint
+
+    save = str(tmp_path / "run")
+    fit(lstm_config(tiny_corpus, epochs=1, save_dir=save, optimizer="adam", lr=0.01))
+    path = os.path.join(save, "last", "optimizer.params")
+    data = bytearray(open(path, "rb").read())
+    data[-5] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(CheckpointError) as err:
+        Checkpoint(save)
+    assert "optimizer.params is damaged" in str(err.value)

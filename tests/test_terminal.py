@@ -11,7 +11,7 @@ import pytest
 
 from ptb_lm.reporting import Progress
 
-from helpers import ROOT, SCRIPTS, TINY, run_cli
+from helpers import ROOT, SCRIPTS, TINY, clean_env, run_cli
 
 
 @pytest.mark.ptb
@@ -126,3 +126,37 @@ def test_progress_is_a_bar_only_in_a_terminal():
     progress.close()
     shown = term.getvalue()
     assert progress.enabled and "epoch 1" in shown and "10/10" in shown and "loss=4.50" in shown
+
+
+def test_perplexities_too_large_to_mean_anything_are_printed_short():
+    from ptb_lm.reporting import format_event, format_ppl, perplexity
+
+    assert format_ppl(perplexity(5.6)) == "%.2f" % perplexity(5.6)  # the chapter's two decimals
+    wild = perplexity(91.0)  # an early batch of the chapter's ReLU RNN can reach this
+    assert format_ppl(wild) == "%.3g" % wild and len(format_ppl(wild)) < 12
+    line = format_event({"event": "batch", "epoch": 1, "batch": 20, "loss": 91.0, "ppl": wild})
+    assert line.endswith("perplexity %.3g" % wild)
+    assert format_ppl(float("inf")) == "inf"
+
+
+def test_in_a_notebook_without_ipywidgets_the_bar_is_text_redrawn_in_place(monkeypatch):
+    """tqdm.auto would warn ("IProgress not found") and add an output for every update; ptb_lm takes tqdm's
+    text bar instead, which a notebook redraws in place, and the widget when ipywidgets is there."""
+    import tqdm.std
+
+    from ptb_lm import reporting
+
+    monkeypatch.setattr(reporting, "in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed
+    assert reporting._bar_class(sys.stderr) is tqdm.std.tqdm
+
+
+def test_the_launchers_thread_share_is_said_to_be_the_launchers():
+    from ptb_lm.runtime.launcher import thread_environments
+    from ptb_lm.runtime.threads import describe_threads
+
+    base = clean_env(MXNET_OMP_MAX_THREADS="2", PTB_LM_DEFAULT_THREADS="2")
+    serve, worker = thread_environments(base, 2, local=True)
+    assert "ptb-lm-launch's share" in describe_threads(worker) and "in the environment says" not in \
+        describe_threads(worker)
+    assert "in the environment says" in describe_threads(clean_env(MXNET_OMP_MAX_THREADS="1"))  # the user's

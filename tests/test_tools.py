@@ -97,3 +97,29 @@ def test_plot_draws_reference_points_and_refuses_malformed_ones(tiny_run, tmp_pa
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     bad = run_cli([os.path.join(SCRIPTS, "plot.py"), log, "--out", out, "--reference", "fourteen"])
     assert bad.returncode == 2 and "EPOCH=PERPLEXITY" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_one_epoch_plot_has_lines_and_whole_epoch_ticks(tiny_corpus, tmp_path):
+    """One epoch: the training reports within it make a line (not a lone point), and the epoch axis ticks
+    whole epochs only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ptb_lm.plotting import plot_history
+
+    history = fit(TrainConfig(mode="gru", embed_dim=8, hidden_dim=8, batch_size=4, num_steps=5, epochs=1, seed=3,
+                              data=tiny_corpus, ctx="cpu", progress="none", eval_period=5))
+    captured = []
+    real_close = plt.close
+    plt.close = lambda fig=None: captured.append(fig)
+    try:
+        plot_history(history.events, str(tmp_path / "one.png"))
+    finally:
+        plt.close = real_close
+    ax = captured[0].axes[0]
+    reports = [line for line in ax.get_lines() if line.get_label().startswith("train (reports")][0]
+    assert len(reports.get_xdata()) == len(history.of("batch")) >= 2
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)

@@ -6,7 +6,7 @@ import pytest
 
 from ptb_lm import TrainConfig
 from ptb_lm.assembly import assemble
-from ptb_lm.config import MODES
+from ptb_lm.config import RNN_MODES
 from ptb_lm.data import Corpus, batchify
 from ptb_lm.levers import FastLevers
 from ptb_lm.model import RNNModel
@@ -36,16 +36,31 @@ def backward_on(model, corpus, loss_fn):
     loss.backward()
 
 
+OPTIMIZERS = {
+    "sgd": dict(optimizer="sgd"),
+    "sgd-wd": dict(optimizer="sgd", weight_decay=1e-2),
+    "momentum": dict(optimizer="momentum", momentum=0.9, weight_decay=1e-3),
+    "adam": dict(optimizer="adam", lr=0.01, betas=(0.8, 0.99)),
+    "adam-wd": dict(optimizer="adam", lr=0.01, weight_decay=1e-2),
+}
+
+
+@pytest.mark.parametrize("settings", list(OPTIMIZERS.values()), ids=list(OPTIMIZERS))
 @pytest.mark.parametrize("clip_at", [1e-3, 1e6])  # clipping, and not
-def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at):
+def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at, settings):
+    """Gluon's own Trainer with MXNet's own SGD and Adam optimizers is the oracle, step by step: the flat
+    buffers (one update over the whole buffer, with flat state buffers) must take the same steps."""
     from ptb_lm.updater import ChapterUpdater
 
     corpus = Corpus(tiny_corpus)
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     flat_model, chapter_model = twin_models(corpus, 3)
-    flat = FlatUpdater(flat_model, [mx.cpu()], lr=0.7)
-    chapter = ChapterUpdater(chapter_model, [mx.cpu()], lr=0.7)
-    for _ in range(3):
+    config = TrainConfig(**dict(dict(lr=0.7), **settings))
+    flat = FlatUpdater(flat_model, [mx.cpu()], config)
+    chapter = ChapterUpdater(chapter_model, [mx.cpu()], config)
+    assert type(chapter.trainer.optimizer).__name__ == {"sgd": "SGD", "momentum": "SGD", "adam": "Adam"}[
+        config.optimizer]  # MXNet's own, not ours
+    for _ in range(5):
         for model, update in ((flat_model, flat), (chapter_model, chapter)):
             backward_on(model, corpus, loss_fn)
             norm = update(4, clip_at)
@@ -55,7 +70,7 @@ def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at):
             np.testing.assert_allclose(ours[name].data().asnumpy(), param.data().asnumpy(), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RNN_MODES)
 def test_the_packed_rnn_parameters_change_nothing_but_the_copies(tiny_corpus, mode):
     """Gluon's own RNN layer (it concatenates the parameters every batch) is the oracle for the packed path."""
     corpus = Corpus(tiny_corpus)
@@ -76,7 +91,7 @@ def test_parameters_are_views_into_the_flat_buffers(tiny_corpus, tmp_path):
     """FlatUpdater rewires Gluon's private _data/_grad (mxnet is pinned at 1.9.1): guard that it holds."""
     corpus = Corpus(tiny_corpus)
     model, _ = twin_models(corpus, 4)
-    flat = FlatUpdater(model, [mx.cpu()], lr=0.5)
+    flat = FlatUpdater(model, [mx.cpu()], TrainConfig(lr=0.5))
     model.hybridize(static_alloc=True, static_shape=True)
     weight = model.decoder.weight
     flat.weights[0][:] = 0.25
@@ -99,10 +114,44 @@ def test_a_non_finite_gradient_norm_is_divergence_in_both_updaters(tiny_corpus):
     from ptb_lm.updater import ChapterUpdater
 
     corpus = Corpus(tiny_corpus)
-    for make in (lambda m: FlatUpdater(m, [mx.cpu()], lr=1.0), lambda m: ChapterUpdater(m, [mx.cpu()], lr=1.0)):
+    for make in (lambda m: FlatUpdater(m, [mx.cpu()], TrainConfig()), lambda m: ChapterUpdater(m, [mx.cpu()],
+                                                                                           TrainConfig())):
         model, _ = twin_models(corpus, 5)
         update = make(model)
         backward_on(model, corpus, mx.gluon.loss.SoftmaxCrossEntropyLoss())
         model.decoder.bias.grad()[:] = float("inf")
         with pytest.raises(TrainingDiverged):
             update(4, 1.0)
+
+
+def adamw_oracle(weight, grads, lr, betas, eps, wd):
+    """PyTorch's AdamW (Loshchilov & Hutter's decoupled decay), in numpy, float64: w -= lr wd w, then the
+    bias-corrected Adam step. MXNet folds the bias correction into the rate and adds eps to sqrt(v) before
+    correcting it (as Gluon's Adam does), so eps enters scaled by sqrt(1 - b2^t): tiny here."""
+    m = np.zeros_like(weight)
+    v = np.zeros_like(weight)
+    w = weight.astype(np.float64)
+    for t, g in enumerate(grads, 1):
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        rate = lr * np.sqrt(1 - betas[1] ** t) / (1 - betas[0] ** t)
+        w = w - rate * m / (np.sqrt(v) + eps) - lr * wd * w
+    return w
+
+
+def test_the_flat_adamw_update_is_decoupled_adamw():
+    from ptb_lm.optimizers import FlatRule
+
+    rng = np.random.RandomState(0)
+    weight = rng.randn(50).astype(np.float32)
+    grads = [rng.randn(50).astype(np.float32) for _ in range(6)]
+    config = TrainConfig(optimizer="adamw", lr=0.01, weight_decay=0.1, betas=(0.85, 0.98))
+    rule = FlatRule(config)
+    w = mx.nd.array(weight)
+    states = rule.new_states(50, mx.cpu())
+    for g in grads:
+        rule.begin_step()
+        rule(w, mx.nd.array(g) * 4, states, config.lr, 0.25)  # rescale_grad undoes the factor 4
+    expected = adamw_oracle(weight, grads, 0.01, (0.85, 0.98), 1e-8, 0.1)
+    np.testing.assert_allclose(w.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, adamw_oracle(weight, grads, 0.01, (0.85, 0.98), 1e-8, 0.0))  # wd matters

@@ -83,26 +83,44 @@ def engine_is_ours(environ=os.environ):
 
 
 def quiet_exit():
-    """Before a process ends: start MXNet's engine quietly if mxnet was loaded but never ran an operation.
+    """After a process's last line: keep MXNet's engine line from following it.
 
-    MXNet would otherwise log its engine line at exit, after the process's last line
-    (an error line, say, when Ctrl-C came during the import). A Ctrl-C meanwhile is ignored:
-    the process is ending anyway.
+    MXNet logs "MXNet start using engine" when its engine starts, and if nothing started
+    it before, it does so as the process exits: after ptb_lm's error line, when Ctrl-C
+    came during the import of mxnet or before its first operation. If mxnet imported,
+    its engine is started here, with the line dropped; if the import itself was cut
+    short, nothing more is worth saying on stderr, so it is pointed at /dev/null.
+    A Ctrl-C meanwhile is ignored: the process is ending anyway.
     """
-    mxnet = sys.modules.get("mxnet")
-    if mxnet is None or _engine_started or not engine_is_ours() or not hasattr(mxnet, "nd"):
+    if _engine_started or not engine_is_ours() or not _libmxnet_loaded():
         return
     import signal
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        start_engine_quietly(mxnet)
+        mxnet = sys.modules.get("mxnet")
+        if mxnet is not None and hasattr(mxnet, "nd"):
+            start_engine_quietly(mxnet)
+        else:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
     except Exception:  # noqa: BLE001 - a half-imported mxnet: nothing more to tidy
         pass
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+
+
+def _libmxnet_loaded():
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libmxnet" in line for line in maps)
+    except OSError:
+        return "mxnet" in sys.modules
 
 
 def start_engine_quietly(mxnet):

@@ -12,6 +12,8 @@ MXNet's that starts with an underscore.
     Trainer._init_kvstore, Trainer._init_params   init_trainer_on_kvstore  rank 0's first weights on the servers
     KVStore._barrier                              kvstore_barrier          every worker waiting for the others
     Block._collect_params_with_prefix             saved_parameter_names    what save_parameters writes
+    Trainer._updaters[k].states (and states_synced) trainer_states         an optimizer's state, to checkpoint
+    Optimizer._index_update_count, num_update     optimizer_step_count     Adam's step count, to checkpoint
 """
 
 
@@ -64,4 +66,43 @@ def kvstore_barrier(kv):
 
 def saved_parameter_names(block):
     """The names ``Block.save_parameters`` writes, one per parameter (tied ones once)."""
-    return list(_read(block, "_collect_params_with_prefix")())
+    return list(parameters_by_saved_name(block))
+
+
+def parameters_by_saved_name(block):
+    """``{name: Parameter}`` under the names ``Block.save_parameters`` writes: the blocks' attribute path
+    (``rnn.l0_i2h_weight``), the same in every instance of a model, unlike ``Parameter.name``."""
+    return dict(_read(block, "_collect_params_with_prefix")())
+
+
+class _SyncedStates(dict):
+    """An Updater's ``states``, which also marks each state set as in place on its context."""
+
+    def __init__(self, updater):
+        super(_SyncedStates, self).__init__(_read(updater, "states"))
+        self._updater = updater
+
+    def __setitem__(self, index, value):
+        super(_SyncedStates, self).__setitem__(index, value)
+        _read(self._updater, "states")[index] = value
+        _read(self._updater, "states_synced")[index] = True
+
+
+def trainer_states(trainer):
+    """One ``{parameter index: state}`` per context of a Gluon Trainer (its updaters' states, created on the
+    first update); setting an item puts it in place."""
+    return [_SyncedStates(updater) for updater in _read(trainer, "_updaters")]
+
+
+def optimizer_step_count(optimizer):
+    """How many updates an optimizer has counted (the largest per-parameter count; 0 before any)."""
+    counts = _read(optimizer, "_index_update_count")
+    return max(counts.values()) if counts else 0
+
+
+def set_optimizer_step_count(optimizer, indices, steps):
+    """Make ``optimizer`` count ``steps`` updates for each parameter index of ``indices``."""
+    counts = _read(optimizer, "_index_update_count")
+    for index in indices:
+        counts[index] = steps
+    optimizer.num_update = max(_read(optimizer, "num_update"), steps)

@@ -20,17 +20,19 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from ..errors import LaunchError
 from .children import last_line, package_environment
 from .engine import ENGINE_MARK, ENGINE_VARIABLE
 from .shim import check_mxnet_variables
-from .threads import DEFAULT_MARK, THREAD_VARIABLES, physical_cores, user_chose_threads
+from .threads import DEFAULT_MARK, LAUNCHER_MARK, THREAD_VARIABLES, physical_cores, user_chose_threads
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +163,10 @@ def thread_environments(base, num_workers, local):
     cores = physical_cores() if local else None
     for env in (serve_env, worker_env) if cores else (serve_env,):
         env.pop(DEFAULT_MARK, None)  # unmarked, these values are choices the processes keep
-    serve_env["MXNET_OMP_MAX_THREADS"] = "1"
+    serve_env["MXNET_OMP_MAX_THREADS"] = serve_env[LAUNCHER_MARK] = "1"
     if cores:  # unknown cores: each worker keeps MXNet's own default
         share = max(1, cores // num_workers)
-        worker_env["MXNET_OMP_MAX_THREADS"] = str(share)
+        worker_env["MXNET_OMP_MAX_THREADS"] = worker_env[LAUNCHER_MARK] = str(share)
         logger.info("%d local workers share %d physical cores: MXNet's threads, %d per worker",
                     num_workers, cores, share)
     return serve_env, worker_env
@@ -234,6 +236,69 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
         group.end_all(grace)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_ip=None, host_file=None,
+                      extra_options=(), poll=0.2, grace=5.0):
+    """Run the job through MXNet's dmlc_tracker (``cluster``: mpi, slurm, sge or yarn); return the exit code.
+
+    The tracker runs in a process of its own (ptb_lm.runtime.tracker mends it), supervised
+    as the local launcher supervises its processes: it and everything it starts on this
+    machine (the scheduler, mpirun or srun) end with the launcher, however it ends, and
+    the first command that fails ends the job with one line. What runs on other machines
+    is the cluster tool's to end (mpirun and srun end their ranks when they end).
+    """
+    from .tracker import CLUSTERS, tracker_command, tracker_options
+
+    if cluster not in CLUSTERS:
+        raise LaunchError("unknown --launcher %r: choose local, ssh, %s" % (cluster, ", ".join(CLUSTERS)))
+    if num_workers < 1:
+        raise LaunchError("--num-workers must be at least 1, got %d" % num_workers)
+    if num_servers is not None and num_servers < 1:
+        raise LaunchError("--servers must be at least 1, got %d" % num_servers)
+    check_mxnet_variables()
+    tool = {"mpi": "mpirun", "slurm": "srun", "sge": "qsub", "yarn": "hadoop"}[cluster]
+    if shutil.which(tool) is None:
+        raise LaunchError("--launcher %s needs %s on PATH, and it is not there: install it (%s), or use --launcher "
+                          "local or ssh" % (cluster, tool, {"mpi": "Debian: apt install openmpi-bin",
+                                                            "slurm": "on a SLURM cluster's login node",
+                                                            "sge": "on an SGE cluster's submit host",
+                                                            "yarn": "on a Hadoop client"}[cluster]))
+    num_servers = num_servers or 1
+    local = cluster == "mpi" and not host_file  # every rank on this machine: they share its cores
+    serve_env, worker_env = thread_environments(package_environment(os.environ), num_workers, local=local)
+    # The cluster tools pass on only the DMLC_* variables: the thread and engine settings ride in the command.
+    carried = {k: v for k, v in worker_env.items() if k in REMOTE_VARIABLES}
+    command = "env %s %s -m ptb_lm %s" % (" ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(carried.items())),
+                                         shlex.quote(sys.executable), " ".join(shlex.quote(a) for a in train_args))
+    folder = tempfile.mkdtemp(prefix="ptb-lm-tracker-")
+    report = os.path.join(folder, "failure.txt")
+    job = {"cluster": cluster, "host_ip": host_ip, "report": report,
+           "options": tracker_options(cluster, num_workers, num_servers, command, host_file, extra_options)}
+    from .children import PACKAGE_ROOT
+
+    group = ProcessGroup()
+    interrupted = []
+    previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        group.start("tracker", tracker_command(job, PACKAGE_ROOT), dict(worker_env))
+        proc = group.procs["tracker"]
+        while proc.poll() is None:
+            if interrupted:
+                logger.error("launcher interrupted: ending every process")
+                return 130
+            time.sleep(poll)
+        if proc.returncode != 0:
+            reason = last_line(open(report).read(), "") if os.path.exists(report) else ""
+            logger.error("%s: ending every process", reason or "the tracker exited with code %d" % proc.returncode)
+            return 1
+        return 0
+    finally:
+        group.end_all(grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _watch(group, workers, interrupted, poll, grace, shutdown_timeout):

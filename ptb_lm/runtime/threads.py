@@ -25,6 +25,8 @@ from ..errors import ConfigError
 # MXNet reads these once, when it is loaded.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")
 DEFAULT_MARK = "PTB_LM_DEFAULT_THREADS"
+# The value ptb-lm-launch gave its processes (a share of the cores): a choice they keep, but not the user's.
+LAUNCHER_MARK = "PTB_LM_LAUNCHER_THREADS"
 
 
 def physical_cores(sysfs="/sys", cpus=None, proc="/proc"):
@@ -159,6 +161,8 @@ def describe_threads(environ=os.environ):
     if user_chose_threads(environ):
         # MXNet follows OMP_NUM_THREADS when it is set, whatever MXNET_OMP_MAX_THREADS says
         name = next(name for name in THREAD_VARIABLES if environ.get(name))
+        if name == "MXNET_OMP_MAX_THREADS" and environ[name] == environ.get(LAUNCHER_MARK):
+            return "%s, ptb-lm-launch's share of this machine's physical cores" % environ[name]
         return "%s, as %s=%s in the environment says" % (environ[name], name, environ[name])
     if "MXNET_OMP_MAX_THREADS" in environ:
         return "%s, one per physical core" % environ["MXNET_OMP_MAX_THREADS"]

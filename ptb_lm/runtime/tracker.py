@@ -1,0 +1,98 @@
+"""MXNet's own cluster launcher, dmlc_tracker (in the mxnet wheel), made to run on today's Pythons.
+
+``ptb-lm-launch --launcher mpi|slurm|sge|yarn`` hands the job to dmlc_tracker's submit
+functions, not to a rewrite of them. Three things stand in their way, and are mended
+here, in the tracker's own process (:data:`TRACKER_MAIN`):
+
+* On Python >= 3.9 ``threading.Thread.isAlive`` is gone (it is ``is_alive``); the tracker
+  calls it while it waits, and died there (``AttributeError: 'Thread' object has no
+  attribute 'isAlive'``, dmlc_tracker/tracker.py). The old name is aliased back, as the
+  shim aliases numpy's ``np.bool``.
+* It starts mpirun and srun in daemon threads and ignores their failure: when a worker
+  dies, the thread's exception is printed and the scheduler waits forever. Here a thread
+  that fails ends the tracker's process at once, with one line saying which command
+  failed, which ptb-lm-launch turns into its error line and the end of every process.
+* It picks its own address for the scheduler (``--host-ip`` is ignored by the mpi and
+  slurm modes); here it takes ptb-lm-launch's.
+"""
+
+import json
+import sys
+import threading
+
+# mpi and slurm start the workers and servers with mpirun and srun; sge submits an array job to qsub;
+# yarn runs dmlc's YARN client through hadoop.
+CLUSTERS = ("mpi", "slurm", "sge", "yarn")
+
+
+def make_tracker_importable():
+    """Alias ``Thread.isAlive`` back to ``is_alive`` (removed in Python 3.9), which dmlc_tracker still calls."""
+    if not hasattr(threading.Thread, "isAlive"):
+        threading.Thread.isAlive = threading.Thread.is_alive
+
+
+def tracker_options(cluster, num_workers, num_servers, command, host_file=None, extra=()):
+    """The arguments of dmlc_tracker's option parser for this job (``command``: one string, run as each
+    process's command line by the cluster tool)."""
+    args = ["--cluster", cluster, "--num-workers", str(num_workers), "--num-servers", str(num_servers)]
+    if host_file:
+        args += ["--host-file", host_file]
+    return args + list(extra) + [command]
+
+
+# Run as ``python -c TRACKER_MAIN JOB_JSON``: the tracker's process, mended.
+TRACKER_MAIN = """
+import json, os, sys, threading
+sys.path.insert(0, %(root)r)
+from ptb_lm.runtime.tracker import run_tracker
+run_tracker(json.loads(sys.argv[1]))
+"""
+
+
+def run_tracker(job):
+    """In the tracker's own process: mend dmlc_tracker, then submit ``job`` (a dict: cluster, options, host_ip,
+    report) and wait for it; exit 1 with a line in ``job["report"]`` as soon as any of its commands fails."""
+    import os
+    import subprocess
+
+    make_tracker_importable()
+    from dmlc_tracker import opts, tracker
+
+    report = job["report"]
+
+    def fail(text):
+        try:
+            with open(report, "w") as f:
+                f.write(text + "\n")
+        finally:
+            sys.stderr.flush()
+            os._exit(1)
+
+    def on_thread_failure(failure):
+        err = failure.exc_value
+        if isinstance(err, subprocess.CalledProcessError):
+            command = err.cmd if isinstance(err.cmd, str) else " ".join(err.cmd)
+            what = "scheduler" if "DMLC_ROLE" not in command else (
+                "worker" if "DMLC_ROLE=worker" in command else "server" if "DMLC_ROLE=server" in command else "job")
+            fail("a %s command exited with code %d: %s" % (what, err.returncode, command[:300]))
+        fail("the tracker failed: %s: %s" % (type(err).__name__, err))
+
+    threading.excepthook = on_thread_failure
+    host_ip = job.get("host_ip")
+    if host_ip:
+        tracker.get_host_ip = lambda _=None: host_ip
+    args = opts.get_opts(job["options"])
+    module = __import__("dmlc_tracker.%s" % job["cluster"], fromlist=["submit"])
+    try:
+        module.submit(args)
+    except Exception as err:  # noqa: BLE001 - what the cluster tool refused, as one line
+        fail("dmlc_tracker's %s mode failed: %s: %s" % (job["cluster"], type(err).__name__, err))
+    for thread in threading.enumerate():  # the servers' mpirun or srun, still finishing
+        if thread is not threading.current_thread():
+            thread.join(60)
+    sys.exit(0)
+
+
+def tracker_command(job, root):
+    """The command that runs the tracker's process for ``job`` (see :func:`run_tracker`)."""
+    return [sys.executable, "-c", TRACKER_MAIN % {"root": root}, json.dumps(job)]

@@ -1,0 +1,158 @@
+"""A decoder-only causal Transformer language model, as a HybridBlock: the PyTorch example's layer, in Gluon.
+
+    ids (seq_len, batch)                                         TN
+      -> Embedding x sqrt(d_model) + sinusoidal positions -> Dropout                  (T, N, C)
+      -> layers x [ x + Dropout(SelfAttention(x)) -> LayerNorm                       post-norm, as
+                    x + Dropout(W2 Dropout(ReLU(W1 x))) -> LayerNorm ]               nn.TransformerEncoderLayer
+      -> LayerNorm (nn.Transformer's encoder norm)
+      -> Dense -> logits (seq_len * batch, vocab)
+
+It matches the PyTorch word_language_model example's TransformerModel, which is
+``nn.Transformer``'s encoder with a causal mask: post-norm layers with a ReLU feed-forward
+network, embeddings scaled by sqrt(d_model), sinusoidal positions with sin and cos
+interleaved, dropout after the positions, in attention and in each residual branch, and
+a final LayerNorm; every matrix starts Xavier-uniform, then the embedding and the
+decoder Uniform(0.1) with a zero decoder bias; the attention's biases start at zero and
+the feed-forward ones as nn.Linear starts them, U(+-1/sqrt(fan_in)).
+
+Attention, with ``heads`` of ``d = C / heads`` each, is batched matrix products over
+``(batch x heads)``::
+
+    q, k, v   (T, N, C) -> (T, N, H, d) -> (N, H, T, d) -> (N*H, T, d)
+    scores    batch_dot(q, k^T) / sqrt(d)        (N*H, T, T), + the causal mask: -1e9 above the diagonal
+    out       batch_dot(softmax(scores), v)      (N*H, T, d) -> (N, H, T, d) -> (T, N, H, d) -> (T, N, C)
+
+Unlike an RNN it carries no state across batches: each ``num_steps`` window is read on
+its own, as in the PyTorch example (:attr:`TransformerModel.carries_state` is False;
+``begin_state`` is an empty list, so the chapter's loop runs it unchanged).
+"""
+
+import math
+
+import numpy as np
+
+from .errors import ConfigError
+from .runtime import import_mxnet
+
+mx = import_mxnet()
+from mxnet import gluon  # noqa: E402
+from mxnet.gluon import nn  # noqa: E402
+
+NEG = -1e9  # added to the scores a token may not see: exp(NEG) is 0 in float32, as exp(-inf)
+MAX_LEN = 5000  # positions the sinusoid table holds (the PyTorch example's max_len)
+
+
+def sinusoids(max_len, d_model):
+    """The PyTorch example's positional table, (max_len, 1, d_model): sin at even columns, cos at odd ones."""
+    position = np.arange(max_len, dtype=np.float64)[:, None]
+    div = np.exp(np.arange(0, d_model, 2, dtype=np.float64) * (-math.log(10000.0) / d_model))
+    table = np.zeros((max_len, d_model), dtype=np.float64)
+    table[:, 0::2] = np.sin(position * div)
+    table[:, 1::2] = np.cos(position * div)[:, : d_model // 2]
+    return table[:, None, :].astype(np.float32)
+
+
+class SelfAttention(gluon.HybridBlock):
+    """Multi-head causal self-attention over (T, N, C) inputs; see the module's docstring for the layouts."""
+
+    def __init__(self, d_model, heads, dropout, **kwargs):
+        super(SelfAttention, self).__init__(**kwargs)
+        self.heads, self.d_head = heads, d_model // heads
+        with self.name_scope():
+            self.in_proj = nn.Dense(3 * d_model, in_units=d_model, flatten=False)  # q, k, v in one product
+            self.out_proj = nn.Dense(d_model, in_units=d_model, flatten=False)
+            self.drop = nn.Dropout(dropout)
+
+    def _split_heads(self, F, x):
+        """(T, N, C) -> (N*H, T, d)."""
+        x = x.reshape((0, 0, -4, self.heads, -1))  # (T, N, H, d)
+        return x.transpose((1, 2, 0, 3)).reshape((-3, 0, 0))
+
+    def hybrid_forward(self, F, x):
+        qkv = self.in_proj(x)  # (T, N, 3C)
+        q, k, v = F.split(qkv, num_outputs=3, axis=2)
+        q, k, v = (self._split_heads(F, t) for t in (q, k, v))
+        scores = F.batch_dot(q, k, transpose_b=True) / math.sqrt(self.d_head)  # (N*H, T, T)
+        position = F.contrib.arange_like(x, axis=0)  # (T,)
+        later = F.broadcast_lesser(position.reshape((-1, 1)), position.reshape((1, -1)))  # 1 where col > row
+        scores = F.broadcast_add(scores, (later * NEG).expand_dims(0))
+        weights = self.drop(F.softmax(scores, axis=-1))
+        out = F.batch_dot(weights, v)  # (N*H, T, d)
+        out = out.reshape((-4, -1, self.heads, 0, 0)).transpose((2, 0, 1, 3))  # (T, N, H, d)
+        return self.out_proj(out.reshape((0, 0, -3)))
+
+
+class EncoderLayer(gluon.HybridBlock):
+    """nn.TransformerEncoderLayer: post-norm, ReLU feed-forward, dropout in each residual branch."""
+
+    def __init__(self, d_model, heads, ffn_dim, dropout, **kwargs):
+        super(EncoderLayer, self).__init__(**kwargs)
+        with self.name_scope():
+            self.attention = SelfAttention(d_model, heads, dropout)
+            self.norm1 = nn.LayerNorm(in_channels=d_model, epsilon=1e-5)
+            self.norm2 = nn.LayerNorm(in_channels=d_model, epsilon=1e-5)
+            # nn.Linear's own bias initialiser, U(+-1/sqrt(fan_in)), which nn.Transformer leaves as it is
+            self.ffn1 = nn.Dense(ffn_dim, in_units=d_model, flatten=False, activation="relu",
+                                 bias_initializer=mx.init.Uniform(1 / math.sqrt(d_model)))
+            self.ffn2 = nn.Dense(d_model, in_units=ffn_dim, flatten=False,
+                                 bias_initializer=mx.init.Uniform(1 / math.sqrt(ffn_dim)))
+            self.drop1, self.drop_ffn, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def hybrid_forward(self, F, x):
+        x = self.norm1(x + self.drop1(self.attention(x)))
+        return self.norm2(x + self.drop2(self.ffn2(self.drop_ffn(self.ffn1(x)))))
+
+
+class TransformerModel(gluon.HybridBlock):
+    """The causal Transformer LM; call ``model(inputs, state)`` with ``inputs`` (T, N) and ``state`` from
+    :meth:`begin_state` (an empty list); returns ``(logits (T*N, vocab), state)`` as :class:`RNNModel` does."""
+
+    carries_state = False
+
+    def __init__(self, vocab_size, d_model, heads, ffn_dim, num_layers, dropout=0.2, tied=False, init_scale=None,
+                 sparse_grad=False, **kwargs):
+        super(TransformerModel, self).__init__(**kwargs)
+        if d_model % heads:
+            raise ConfigError("heads must divide the model size: %d heads do not divide %d" % (heads, d_model),
+                              setting="heads")
+        if d_model % 2:
+            raise ConfigError("the model size must be even for the sinusoidal positions, got %d" % d_model,
+                              setting="embed_dim")
+        self.d_model = d_model
+        self.init_scale = init_scale
+        self.hidden_dim = d_model
+        with self.name_scope():
+            self.encoder = nn.Embedding(vocab_size, d_model, sparse_grad=sparse_grad,
+                                        weight_initializer=mx.init.Uniform(init_scale or 0.1))
+            self.positions = self.params.get_constant("positions", sinusoids(MAX_LEN, d_model))
+            self.drop = nn.Dropout(dropout)
+            self.layers = nn.HybridSequential()
+            for _ in range(num_layers):
+                self.layers.add(EncoderLayer(d_model, heads, ffn_dim, dropout))
+            self.norm = nn.LayerNorm(in_channels=d_model, epsilon=1e-5)
+            if tied:
+                self.decoder = nn.Dense(vocab_size, in_units=d_model, flatten=False, params=self.encoder.params)
+            else:
+                self.decoder = nn.Dense(vocab_size, in_units=d_model, flatten=False,
+                                        weight_initializer=mx.init.Uniform(init_scale or 0.1))
+
+    def forward(self, inputs, state):
+        return super(TransformerModel, self).forward(inputs), state
+
+    def hybrid_forward(self, F, inputs, positions):
+        x = self.encoder(inputs) * math.sqrt(self.d_model)  # (T, N, C)
+        x = F.broadcast_add(x, F.slice_like(positions, x, axes=(0,)))
+        x = self.norm(self.layers(self.drop(x)))
+        return self.decoder(x).reshape((-3, 0))  # (T*N, vocab)
+
+    def begin_state(self, *args, **kwargs):
+        """No state: each window is read on its own."""
+        return []
+
+    def initialize_parameters(self, ctx):
+        """As the PyTorch example: Xavier-uniform for every matrix (nn.Transformer's _reset_parameters), then
+        the embedding and the decoder Uniform(0.1) (their own initialisers), zero biases, unit LayerNorm gains."""
+        default = mx.init.Uniform(self.init_scale) if self.init_scale else mx.init.Xavier(rnd_type="uniform",
+                                                                                           factor_type="avg",
+                                                                                           magnitude=3)
+        self.collect_params().initialize(default, ctx=ctx)

@@ -1,0 +1,219 @@
+"""A ptb_lm model without MXNet: score text and generate words with ONNX Runtime and NumPy only.
+
+    pip install '.[onnx]'                          # onnxruntime and numpy; any Python from 3.11, numpy 2 too
+    ptb-lm-onnx-score EXPORT_DIR my.txt            # perplexity, as ptb-lm-evaluate computes it
+    ptb-lm-onnx-generate EXPORT_DIR --words 20 --temperature 0.8 --seed 1 --prompt "the market"
+
+EXPORT_DIR is what ``ptb-lm-export`` wrote: model.onnx, vocab.txt and model.json. This
+package imports nothing but the standard library, NumPy and onnxruntime, so it runs
+where MXNet 1.9.1 cannot (Python 3.13, numpy 2). Its text handling is ptb_lm's: each
+line's words, then ``<eos>``; words outside the vocabulary read as ``<unk>``. Its
+scoring is ptb-lm-evaluate's: the tokens cut into ``batch_size`` streams, windows of
+``num_steps``, the state carried from window to window. Its sampling is
+ptb-lm-generate's: softmax(logits / temperature), drawn with NumPy's RandomState(seed).
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+__all__ = ["ExportError", "PortableModel", "load"]
+
+FORMAT = "ptb-lm-onnx"
+FORMAT_VERSION = 1  # the newest model.json this package reads
+EOS, UNK = "<eos>", "<unk>"
+
+
+class ExportError(ValueError):
+    """An export folder that cannot be used as it is; the message names the file and what to do."""
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _runtime(path_or_bytes):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("ptb_lm_onnx needs onnxruntime: pip install onnxruntime (or pip install '.[onnx]')") \
+            from None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return onnxruntime.InferenceSession(path_or_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own classes for a file it cannot read
+        raise ExportError("ONNX Runtime cannot load %s (%s): export it again with ptb-lm-export"
+                          % (path_or_bytes if isinstance(path_or_bytes, str) else "the model",
+                             str(err).splitlines()[0])) from None
+
+
+def load(folder):
+    """The model exported to ``folder`` (model.onnx, vocab.txt, model.json), checked: format version, sha256,
+    producer, and the vocabulary against the graph's output."""
+    return PortableModel.from_export(folder)
+
+
+class PortableModel(object):
+    """An exported model in ONNX Runtime: :meth:`step`, :meth:`score`, :meth:`generate`."""
+
+    def __init__(self, runtime, words, mode, num_layers, hidden, description=None):
+        self.runtime = runtime
+        self.words = list(words)
+        self.ids = {w: i for i, w in enumerate(self.words)}
+        self.mode, self.num_layers, self.hidden = mode, num_layers, hidden
+        self.description = description or {}
+        self.state_names = ["h0", "c0"] if mode == "lstm" else ["h0"]
+
+    @classmethod
+    def from_files(cls, onnx_path, words, mode, num_layers, hidden):
+        """From a model.onnx and its vocabulary, without a model.json (how the exporter measures it)."""
+        return cls(_runtime(onnx_path), words, mode, num_layers, hidden)
+
+    @classmethod
+    def from_export(cls, folder):
+        paths = {name: os.path.join(folder, name) for name in ("model.onnx", "vocab.txt", "model.json")}
+        missing = [name for name, path in paths.items() if not os.path.isfile(path)]
+        if missing:
+            raise ExportError("%s is not a ptb_lm export: it lacks %s (ptb-lm-export writes model.onnx, vocab.txt "
+                              "and model.json)" % (folder, ", ".join(missing)))
+        try:
+            with open(paths["model.json"], encoding="utf-8") as f:
+                described = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ExportError("%s is damaged (%s): export again with ptb-lm-export" % (paths["model.json"], err)) \
+                from None
+        if not isinstance(described, dict) or described.get("format") != FORMAT:
+            raise ExportError("%s is not a ptb_lm export's model.json" % paths["model.json"])
+        version = described.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ExportError("%s has format version %s, newer than this ptb_lm_onnx reads (%d): upgrade ptb-lm"
+                              % (paths["model.json"], version, FORMAT_VERSION))
+        found = _sha256(paths["model.onnx"])
+        if found != described.get("model_onnx_sha256"):
+            raise ExportError("%s is not the model model.json describes: its sha256 is %s, not %s. Export again"
+                              % (paths["model.onnx"], found[:12], str(described.get("model_onnx_sha256"))[:12]))
+        runtime = _runtime(paths["model.onnx"])
+        producer = runtime.get_modelmeta().producer_name
+        if producer != described.get("producer", "ptb_lm"):
+            raise ExportError("%s was made by %r, not by ptb_lm's exporter" % (paths["model.onnx"], producer))
+        with open(paths["vocab.txt"], encoding="utf-8") as f:
+            words = [line.rstrip("\n") for line in f if line.rstrip("\n")]
+        outputs = {o.name: o.shape for o in runtime.get_outputs()}
+        vocab = outputs.get("logits", [None])[-1]
+        if vocab != len(words) or len(words) != described.get("vocab_size"):
+            raise ExportError("%s holds %d words but the graph scores %s: they are not one export"
+                              % (paths["vocab.txt"], len(words), vocab))
+        return cls(runtime, words, described["mode"], described["num_layers"], described["hidden_dim"], described)
+
+    # --- the graph, one window at a time -----------------------------------------------------------
+
+    def begin_state(self, batch):
+        """The zero state: one ``[num_layers, batch, hidden]`` array (two for an LSTM)."""
+        return [np.zeros((self.num_layers, batch, self.hidden), dtype=np.float32) for _ in self.state_names]
+
+    def step(self, tokens, state):
+        """``tokens`` int ``[seq_len, batch]`` from ``state`` -> ``(logits [seq_len, batch, vocab], new state)``."""
+        feed = {"tokens": np.asarray(tokens, dtype=np.int64)}
+        feed.update(zip(self.state_names, state))
+        out = self.runtime.run(None, feed)
+        return out[0], out[1:]
+
+    # --- text -------------------------------------------------------------------------------------
+
+    def encode(self, lines):
+        """Each line's words then ``<eos>``, as ids; words outside the vocabulary as ``<unk>``. Returns
+        ``(ids, number of unknown words)``."""
+        unk = self.ids.get(UNK)
+        ids, unknown = [], 0
+        for line in lines:
+            for word in line.split() + [EOS]:
+                found = self.ids.get(word)
+                if found is None:
+                    if unk is None:
+                        raise ExportError("the text has words outside the vocabulary, which has no <unk>")
+                    found, unknown = unk, unknown + 1
+                ids.append(found)
+        return np.array(ids, dtype=np.int64), unknown
+
+    def score(self, lines, batch_size=None, num_steps=None, per_line=False):
+        """Perplexity of ``lines`` as ptb-lm-evaluate computes it (streams of ``batch_size``, windows of
+        ``num_steps``, the state carried); with ``per_line``, each line's log-probability (natural log, its
+        words and ``<eos>``) scored as one stream from a zero state."""
+        batch_size = self.description.get("eval_batch_size", 1) if batch_size is None else batch_size
+        num_steps = self.description.get("num_steps", 35) if num_steps is None else num_steps
+        for name, value in (("batch_size", batch_size), ("num_steps", num_steps)):
+            if not isinstance(value, int) or value < 1:
+                raise ExportError("--%s must be a whole number of at least 1, got %r" % (name.replace("_", "-"),
+                                                                                        value))
+        ids, unknown = self.encode(lines)
+        rows = len(ids) // batch_size
+        if rows < 2:
+            raise ExportError("the text has %d tokens: too few for batch size %d (each stream needs 2)"
+                              % (len(ids), batch_size))
+        source = ids[: rows * batch_size].reshape(batch_size, rows).T  # (rows, batch): one stream a column
+        state = self.begin_state(batch_size)
+        total, scored = 0.0, 0
+        for i in range(0, rows - 1, num_steps):
+            seq_len = min(num_steps, rows - 1 - i)
+            logits, state = self.step(source[i:i + seq_len], state)
+            total += float(-_log_probs(logits, source[i + 1:i + 1 + seq_len]).sum())
+            scored += seq_len * batch_size
+        loss = total / scored
+        result = {"loss": loss, "perplexity": float(np.exp(loss)) if loss < 700 else float("inf"),
+                  "tokens": int(len(ids)), "tokens_scored": scored, "unknown": unknown, "batch_size": batch_size,
+                  "num_steps": num_steps}
+        if per_line:
+            result["lines"] = [self.line_log_prob(line) for line in lines]
+        return result
+
+    def line_log_prob(self, line):
+        """The natural-log probability of one line's words and ``<eos>``, after an ``<eos>``, from a zero state."""
+        ids, _ = self.encode([line])
+        start = self.ids[EOS]
+        tokens = np.concatenate([[start], ids]).astype(np.int64)
+        logits, _ = self.step(tokens[:-1].reshape(-1, 1), self.begin_state(1))
+        return float(_log_probs(logits, tokens[1:].reshape(-1, 1)).sum())
+
+    def generate(self, num_words, temperature=1.0, prompt="", seed=None):
+        """``num_words`` words sampled after ``prompt``, as ptb-lm-generate samples them."""
+        if not isinstance(num_words, int) or num_words < 1:
+            raise ExportError("--words must be a whole number of at least 1, got %r" % (num_words,))
+        if not temperature > 0:
+            raise ExportError("--temperature must be above 0, got %g" % temperature)
+        if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2 ** 32):
+            raise ExportError("--seed must be a whole number from 0 to 2**32 - 1, got %r" % (seed,))
+        rng = np.random.RandomState(seed)
+        words = prompt.split() or [EOS]
+        unk = self.ids.get(UNK, 0)
+        tokens = np.array([self.ids.get(w, unk) for w in words], dtype=np.int64).reshape(-1, 1)
+        state = self.begin_state(1)
+        out = []
+        for _ in range(num_words):
+            logits, state = self.step(tokens, state)
+            last = logits[-1, 0].astype(np.float64) / temperature
+            probs = np.exp(last - last.max())
+            probs /= probs.sum()
+            next_id = int(rng.choice(len(probs), p=probs))
+            out.append(self.words[next_id])
+            tokens = np.array([[next_id]], dtype=np.int64)
+        return out
+
+    def unknown_words(self, text):
+        """The words of ``text`` outside the vocabulary, in order."""
+        return [w for w in text.split() if w not in self.ids]
+
+
+def _log_probs(logits, targets):
+    """log softmax(logits)[target] for each position: logits [T, N, V], targets [T, N] -> [T, N] (float64)."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=-1))
+    picked = np.take_along_axis(z, targets[..., None].astype(np.int64), axis=-1)[..., 0]
+    return picked - log_norm
