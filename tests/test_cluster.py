@@ -141,15 +141,16 @@ def run(*command, check=True):
 
 @pytest.fixture
 def network_hosts(tmp_path):
-    """Two hosts on this machine: network namespaces, each with a veth pair to this one (10.77.N.1 here,
-    10.77.N.2 there) and an OpenSSH server on its own address that takes a key made for the test. Yields
+    """Two hosts on this machine: network namespaces, each with a veth pair to this one (10.X.N.1 here,
+    10.X.N.2 there, X apart from other runs') and an OpenSSH server on its own address that takes a key made for the test. Yields
     ``(addresses, ssh folder, host_ip)``; a stand-in ``ssh`` first on PATH runs the real ssh with that key."""
     need("ip", "iproute2")
     need("sshd", "openssh-server")
     if os.geteuid() != 0:
         pytest.fail("the network-host tests make network namespaces, which needs root (CI runs as root)")
     tag = uuid.uuid4().hex[:5]
-    names, addresses, daemons = [], [], []
+    subnet = "10.%d" % (64 + int(tag, 16) % 64)  # its own addresses, apart from any other run's
+    names, addresses, daemons, links = [], [], [], []
     ssh_dir = tmp_path / "ssh"
     ssh_dir.mkdir()
     key = str(ssh_dir / "id_ed25519")
@@ -161,10 +162,11 @@ def network_hosts(tmp_path):
     try:
         for n in (1, 2):
             name, veth, peer = "ptblm%s%d" % (tag, n), "vp%s%d" % (tag, n), "vq%s%d" % (tag, n)
-            here, there = "10.77.%d.1" % n, "10.77.%d.2" % n
+            here, there = "%s.%d.1" % (subnet, n), "%s.%d.2" % (subnet, n)
             run("ip", "netns", "add", name)
             names.append(name)
             run("ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
+            links.append(veth)
             run("ip", "link", "set", peer, "netns", name)
             run("ip", "addr", "add", here + "/24", "dev", veth)
             run("ip", "link", "set", veth, "up")
@@ -172,13 +174,14 @@ def network_hosts(tmp_path):
                             ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", here]):
                 run("ip", "netns", "exec", name, *command)
             daemons.append(subprocess.Popen(
-                ["ip", "netns", "exec", name, sshd, "-D", "-e", "-f", "/dev/null", "-h", str(ssh_dir / "host_key"),
+                ["ip", "netns", "exec", name, sshd, "-D", "-E", str(ssh_dir / ("sshd-%d.log" % n)), "-f", "/dev/null",
+                 "-h", str(ssh_dir / "host_key"),
                  "-o", "ListenAddress=%s" % there, "-o", "AuthorizedKeysFile=%s" % (ssh_dir / "authorized_keys"),
                  "-o", "StrictModes=no", "-o", "PermitRootLogin=prohibit-password", "-o", "PidFile=none",
-                 "-o", "UsePAM=no"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                 "-o", "UsePAM=no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             addresses.append(there)
         config = ssh_dir / "config"
-        config.write_text("Host 10.77.*\n  IdentityFile %s\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+        config.write_text("Host " + subnet + ".*\n  IdentityFile %s\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
                           "  LogLevel ERROR\n" % key)
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
@@ -186,16 +189,27 @@ def network_hosts(tmp_path):
         (bin_dir / "ssh").chmod(0o755)
         deadline = time.time() + 30
         for address in addresses:
-            while run(str(bin_dir / "ssh"), "-o", "BatchMode=yes", address, "true", check=False).returncode != 0:
-                assert time.time() < deadline, "sshd on %s never answered: %s" % (address, daemons[0].stderr)
+            while True:
+                answer = run(str(bin_dir / "ssh"), "-o", "BatchMode=yes", address, "true", check=False)
+                if answer.returncode == 0:
+                    break
+                assert time.time() < deadline, "sshd on %s never answered: %s; its log: %s" % (
+                    address, answer.stderr, open(str(ssh_dir / ("sshd-%d.log" % (addresses.index(address) + 1)))).read())
                 time.sleep(0.3)
-        yield addresses, str(bin_dir), "10.77.1.1"
+        yield addresses, str(bin_dir), subnet + ".1.1"
     finally:
+        for name in names:  # every process in the namespace: the sshd and its connections' children
+            for pid in run("ip", "netns", "pids", name, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for daemon in daemons:
-            daemon.kill()
             daemon.wait()
         for name in names:
             run("ip", "netns", "del", name, check=False)
+        for link in links:
+            run("ip", "link", "del", link, check=False)
 
 
 def test_workers_on_two_network_hosts_match_one_process_and_talk_over_their_own_addresses(network_hosts, tiny_corpus,
@@ -226,7 +240,7 @@ def test_workers_on_two_network_hosts_match_one_process_and_talk_over_their_own_
 
 
 def _netns_of(address):
-    """The namespace that holds ``address`` (10.77.N.2), found by asking each one."""
+    """The namespace that holds ``address``, found by asking each one."""
     for name in run("ip", "netns", "list").stdout.split():
         if name.startswith("ptblm") and address in run("ip", "netns", "exec", name, "ip", "-4", "addr").stdout:
             return name
@@ -256,7 +270,7 @@ def test_a_network_host_whose_worker_is_killed_ends_the_job_in_one_line(network_
     _, err = proc.communicate(timeout=120)
     took = time.time() - start
     assert proc.returncode == 1
-    assert len([l for l in err.splitlines() if "ending every process" in l]) == 1, err[-2000:]
+    assert len([l for l in err.splitlines() if "exited with code" in l and "ending every" in l]) == 1, err[-2000:]
     time.sleep(1)
     assert [p for p in run("ip", "netns", "pids", victim).stdout.split()
             if b"ptb_lm" in open("/proc/%s/cmdline" % p, "rb").read()] == []
@@ -291,8 +305,9 @@ def test_the_tracker_hands_the_cluster_tool_the_training_command(tiny_corpus, tm
     stand_in(str(bin_dir), tool, calls)
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]), MXNET_OMP_MAX_THREADS="3")
     env.pop("PTB_LM_DEFAULT_THREADS", None)
+    logs = ["--tracker-option=--sge-log-dir=%s" % (tmp_path / "sge-logs")] if cluster == "sge" else []
     proc = subprocess.Popen([sys.executable, LAUNCH, "--launcher", cluster, "--num-workers", "2", "--host-ip",
-                             "127.0.0.1", "--", "--data", tiny_corpus, "--epochs", "1"] + TRAIN,
+                             "127.0.0.1"] + logs + ["--", "--data", tiny_corpus, "--epochs", "1"] + TRAIN,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
     while time.time() < deadline and not (os.path.exists(calls) and open(calls).read().count("---") >= 1):
@@ -310,7 +325,47 @@ def test_the_tracker_hands_the_cluster_tool_the_training_command(tiny_corpus, tm
         assert "DMLC_PS_ROOT_URI=127.0.0.1" in recorded and "DMLC_NUM_WORKER=2" in recorded
     else:
         assert "-t 1-3" in recorded  # one array job of 2 workers and 1 server
-        assert "DMLC_PS_ROOT_URI=\"127.0.0.1\"" in recorded and "DMLC_NUM_WORKER=\"2\"" in recorded
+        assert "DMLC_PS_ROOT_URI=127.0.0.1" in recorded and "DMLC_NUM_WORKER=2" in recorded  # qsub -v
+        assert "SGE_TASK_ID:-1}\" -le 2 ]; then DMLC_ROLE=worker; else DMLC_ROLE=server" in recorded
+
+
+HADOOP = """#!/bin/sh
+case "$1" in version) echo "Hadoop 3.3.6";; classpath) echo /opt/hadoop/share;; esac
+"""
+
+
+def test_yarn_needs_hadoop_and_the_jar_the_wheel_lacks_and_then_gets_the_command(tiny_corpus, tmp_path):
+    base = [sys.executable, LAUNCH, "--launcher", "yarn", "--num-workers", "2", "--host-ip", "127.0.0.1"]
+    training = ["--", "--data", tiny_corpus, "--epochs", "1"] + TRAIN
+    env = {k: v for k, v in os.environ.items() if k != "HADOOP_HOME"}
+    out = subprocess.run(base + training, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "HADOOP_HOME" in out.stderr
+    home = tmp_path / "hadoop"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "hadoop").write_text(HADOOP)
+    (home / "bin" / "hadoop").chmod(0o755)
+    env["HADOOP_HOME"] = str(home)
+    out = subprocess.run(base + training, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "dmlc-yarn.jar" in out.stderr
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "dmlc-yarn.jar").write_text("a stand-in")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = str(tmp_path / "calls.txt")
+    stand_in(str(bin_dir), "java", calls)
+    env["PATH"] = "%s:%s" % (bin_dir, os.environ["PATH"])
+    proc = subprocess.Popen(base + ["--tracker-option=--yarn-app-dir=%s" % app] + training, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (os.path.exists(calls) and "---" in open(calls).read()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    recorded = open(calls).read()
+    assert "org.apache.hadoop.yarn.dmlc.Client" in recorded and "dmlc-yarn.jar" in recorded
+    assert "-m ptb_lm --kvstore dist_sync --data %s" % tiny_corpus in recorded
+    assert "DMLC_NUM_WORKER=2" in recorded and "DMLC_NUM_SERVER=1" in recorded
 
 
 def test_a_cluster_tool_that_is_missing_is_one_line(tiny_corpus, tmp_path):

@@ -1,4 +1,5 @@
-"""Child Python processes of ours (the plotter, the launcher's workers and servers): what they need.
+"""Child processes of ours (the plotter, the launcher's workers and servers, the tracker): what they need,
+and how to end them and everything below them.
 
 Pure Python; nothing here imports mxnet.
 """
@@ -19,3 +20,46 @@ def package_environment(environ):
 def last_line(text, default):
     """The last non-empty line of a child's output, which says why it failed (a traceback's last line is the error)."""
     return (text.strip().splitlines() or [default])[-1]
+
+
+def descendants(pid, proc="/proc"):
+    """The process ids below ``pid`` (its children, theirs, ...), read from /proc; deepest last."""
+    children = {}
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "stat")) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, [])]
+        found += frontier
+    return found
+
+
+def end_processes(pids, grace=5.0):
+    """SIGTERM ``pids``, then SIGKILL those still there after ``grace`` seconds."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.time() + (grace if sig == signal.SIGTERM else 0)
+        while time.time() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -29,7 +29,7 @@ import tempfile
 import time
 
 from ..errors import LaunchError
-from .children import last_line, package_environment
+from .children import descendants, end_processes, last_line, package_environment
 from .engine import ENGINE_MARK, ENGINE_VARIABLE
 from .shim import check_mxnet_variables
 from .threads import DEFAULT_MARK, LAUNCHER_MARK, THREAD_VARIABLES, physical_cores, user_chose_threads
@@ -98,15 +98,16 @@ def read_hosts(path):
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _die_with(parent_pid):
-    """Return a preexec function: the child gets SIGKILL when the launcher dies, however it dies.
+def _die_with(parent_pid, sig=signal.SIGKILL):
+    """Return a preexec function: the child gets ``sig`` when the launcher dies, however it dies.
 
     SIGTERM and Ctrl-C reach the launcher's handler, which ends the children
     itself; PR_SET_PDEATHSIG covers SIGKILL and crashes, which no handler sees.
+    (The tracker gets SIGTERM, which it answers by ending what it started.)
     """
     def preexec():
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
         if os.getppid() != parent_pid:  # the launcher died before prctl took effect
             os._exit(1)
     return preexec if sys.platform.startswith("linux") else None
@@ -119,10 +120,10 @@ class ProcessGroup(object):
     def __init__(self):
         self.procs = {}
 
-    def start(self, name, cmd, env):
+    def start(self, name, cmd, env, death_signal=signal.SIGKILL):
         logger.debug("starting %s: %s", name, " ".join(shlex.quote(c) for c in cmd))
         self.procs[name] = subprocess.Popen(cmd, env=env, start_new_session=True,
-                                            preexec_fn=_die_with(os.getpid()))
+                                            preexec_fn=_die_with(os.getpid(), death_signal))
 
     def end_all(self, grace=5.0):
         """SIGTERM every live process group, then SIGKILL what is left after ``grace`` seconds."""
@@ -257,7 +258,9 @@ def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_i
     if num_servers is not None and num_servers < 1:
         raise LaunchError("--servers must be at least 1, got %d" % num_servers)
     check_mxnet_variables()
-    tool = {"mpi": "mpirun", "slurm": "srun", "sge": "qsub", "yarn": "hadoop"}[cluster]
+    tool = {"mpi": "mpirun", "slurm": "srun", "sge": "qsub", "yarn": "java"}[cluster]
+    if cluster == "yarn":
+        _check_yarn(extra_options)
     if shutil.which(tool) is None:
         raise LaunchError("--launcher %s needs %s on PATH, and it is not there: install it (%s), or use --launcher "
                           "local or ssh" % (cluster, tool, {"mpi": "Debian: apt install openmpi-bin",
@@ -271,6 +274,10 @@ def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_i
     carried = {k: v for k, v in worker_env.items() if k in REMOTE_VARIABLES}
     command = "env %s %s -m ptb_lm %s" % (" ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(carried.items())),
                                          shlex.quote(sys.executable), " ".join(shlex.quote(a) for a in train_args))
+    if cluster == "sge":  # one array job: tasks 1..N work, the rest serve (the scheduler has its role already)
+        command = "sh -c %s" % shlex.quote(
+            '[ -n "$DMLC_ROLE" ] || if [ "${SGE_TASK_ID:-1}" -le %d ]; then DMLC_ROLE=worker; else DMLC_ROLE=server; '
+            'fi; export DMLC_ROLE; exec %s' % (num_workers, command))
     folder = tempfile.mkdtemp(prefix="ptb-lm-tracker-")
     report = os.path.join(folder, "failure.txt")
     job = {"cluster": cluster, "host_ip": host_ip, "report": report,
@@ -282,7 +289,7 @@ def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_i
     previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        group.start("tracker", tracker_command(job, PACKAGE_ROOT), dict(worker_env))
+        group.start("tracker", tracker_command(job, PACKAGE_ROOT), dict(worker_env), death_signal=signal.SIGTERM)
         proc = group.procs["tracker"]
         while proc.poll() is None:
             if interrupted:
@@ -295,10 +302,25 @@ def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_i
             return 1
         return 0
     finally:
-        group.end_all(grace)
+        below = descendants(group.procs["tracker"].pid) if "tracker" in group.procs else []
+        group.end_all(3 * grace)  # the tracker answers SIGTERM by ending everything it started
+        end_processes([pid for pid in below if pid != os.getpid()], grace)  # what it could not end
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_yarn(extra_options):
+    """Raise LaunchError unless dmlc_tracker's YARN mode can start: HADOOP_HOME with its hadoop, and the
+    dmlc-yarn.jar the mxnet wheel does not ship (--tracker-option=--yarn-app-dir=DIR names its folder)."""
+    home = os.environ.get("HADOOP_HOME")
+    if not home or not os.path.isfile(os.path.join(home, "bin", "hadoop")):
+        raise LaunchError("--launcher yarn needs HADOOP_HOME set to a Hadoop 2+ client (with bin/hadoop): set it, "
+                          "or use --launcher local, ssh, mpi or slurm")
+    app_dir = next((o.split("=", 1)[1] for o in extra_options if o.startswith("--yarn-app-dir=")), None)
+    if app_dir is None or not os.path.isfile(os.path.join(app_dir, "dmlc-yarn.jar")):
+        raise LaunchError("--launcher yarn needs dmlc-yarn.jar, which the mxnet 1.9.1 wheel does not ship: build it "
+                          "from dmlc-core's tracker/yarn and give --tracker-option=--yarn-app-dir=ITS_FOLDER")
 
 
 def _watch(group, workers, interrupted, poll, grace, shutdown_timeout):

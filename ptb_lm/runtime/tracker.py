@@ -14,6 +14,13 @@ here, in the tracker's own process (:data:`TRACKER_MAIN`):
   failed, which ptb-lm-launch turns into its error line and the end of every process.
 * It picks its own address for the scheduler (``--host-ip`` is ignored by the mpi and
   slurm modes); here it takes ptb-lm-launch's.
+* Its SGE mode reads options its parser never defines (``logdir``, ``vcores``) and gives every
+  task of the array job the same environment, without the DMLC_ROLE that MXNet's
+  parameter server needs: here the log folder is set, and ptb-lm-launch's command picks
+  the role from SGE_TASK_ID (tasks 1..N are the workers, the rest the servers).
+
+Its YARN mode needs ``dmlc-yarn.jar``, which the mxnet wheel does not ship (it is built
+from dmlc-core's tracker/yarn); ptb-lm-launch says so before it starts anything.
 """
 
 import json
@@ -55,25 +62,47 @@ def run_tracker(job):
     import os
     import subprocess
 
+    import signal
+
+    from .children import descendants, end_processes
+
     make_tracker_importable()
     from dmlc_tracker import opts, tracker
 
     report = job["report"]
+    me = os.getpid()
+
+    def end_everything(code):
+        """End every process the tracker started (the scheduler, mpirun or srun and, below them, the ranks
+        here), however deep, then this one."""
+        end_processes(descendants(me))
+        sys.stderr.flush()
+        os._exit(code)
+
+    failed = []
 
     def fail(text):
+        if failed:  # the first failure is the one to tell; what ending everything makes fail is not
+            return
+        failed.append(text)
         try:
             with open(report, "w") as f:
                 f.write(text + "\n")
         finally:
-            sys.stderr.flush()
-            os._exit(1)
+            end_everything(1)
+
+    # ptb-lm-launch ends the tracker with SIGTERM; the kernel sends it SIGTERM too when the launcher dies
+    # (PR_SET_PDEATHSIG): either way everything below goes with it.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: end_everything(128 + signum))
 
     def on_thread_failure(failure):
         err = failure.exc_value
         if isinstance(err, subprocess.CalledProcessError):
             command = err.cmd if isinstance(err.cmd, str) else " ".join(err.cmd)
-            what = "scheduler" if "DMLC_ROLE" not in command else (
-                "worker" if "DMLC_ROLE=worker" in command else "server" if "DMLC_ROLE=server" in command else "job")
+            # the scheduler runs the job's command as it is; the cluster tools' commands set the role first
+            what = "scheduler" if command == job["options"][-1] else (
+                "worker" if "DMLC_ROLE=worker " in command else "server" if "DMLC_ROLE=server " in command else "job")
             fail("a %s command exited with code %d: %s" % (what, err.returncode, command[:300]))
         fail("the tracker failed: %s: %s" % (type(err).__name__, err))
 
@@ -82,6 +111,13 @@ def run_tracker(job):
     if host_ip:
         tracker.get_host_ip = lambda _=None: host_ip
     args = opts.get_opts(job["options"])
+    if args.jobname is None:  # its own default is made of the command's first word: here the whole command
+        args.jobname = "ptb-lm-%dx%d" % (args.num_workers, args.num_servers)
+    if job["cluster"] == "sge":  # its submit reads args.logdir and args.vcores, which its options never set
+        args.vcores = getattr(args, "vcores", None) or args.worker_cores
+        args.sge_log_dir = getattr(args, "sge_log_dir", None) or args.jobname + ".log"
+        args.logdir = args.sge_log_dir
+        os.makedirs(args.logdir, exist_ok=True)
     module = __import__("dmlc_tracker.%s" % job["cluster"], fromlist=["submit"])
     try:
         module.submit(args)
@@ -90,7 +126,7 @@ def run_tracker(job):
     for thread in threading.enumerate():  # the servers' mpirun or srun, still finishing
         if thread is not threading.current_thread():
             thread.join(60)
-    sys.exit(0)
+    end_everything(0)
 
 
 def tracker_command(job, root):
