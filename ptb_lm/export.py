@@ -27,6 +27,7 @@ renamed into place, so that a killed export leaves nothing that looks complete.
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -54,14 +55,20 @@ ROUTES = ("auto", "mxnet", "ptb_lm")
 TOLERANCE = 1e-5
 
 
+def state_count(mode):
+    """How many state arrays the mode carries across windows: 2 for an LSTM, 1 for an RNN or GRU, 0 for the
+    transformer, which reads each window on its own."""
+    return {"lstm": 2, "transformer": 0}.get(mode, 1)
+
+
 def interface(mode, num_layers, hidden, vocab):
     """The graph's inputs and outputs: ``[(name, type, shape)]`` each, shapes with named dynamic dimensions."""
     state = ["num_layers=%d" % num_layers, "batch", "hidden=%d" % hidden]
-    inputs = [("tokens", "int64", ["seq_len", "batch"]), ("h0", "float32", state)]
-    outputs = [("logits", "float32", ["seq_len", "batch", "vocab=%d" % vocab]), ("hn", "float32", state)]
-    if mode == "lstm":
-        inputs.append(("c0", "float32", state))
-        outputs.append(("cn", "float32", state))
+    inputs = [("tokens", "int64", ["seq_len", "batch"])]
+    outputs = [("logits", "float32", ["seq_len", "batch", "vocab=%d" % vocab])]
+    for name_in, name_out in (("h0", "hn"), ("c0", "cn"))[:state_count(mode)]:
+        inputs.append((name_in, "float32", state))
+        outputs.append((name_out, "float32", state))
     return inputs, outputs
 
 
@@ -107,7 +114,14 @@ def _reorder(array, mode, hidden):
 
 
 def weights_of(model):
-    """The model's weights as numpy arrays: embedding, per layer (i2h W, h2h W, i2h b, h2h b), decoder W and b."""
+    """The model's weights as numpy arrays: embedding, per layer (i2h W, h2h W, i2h b, h2h b), decoder W and b;
+    for a transformer, ``{name: array}`` under the names save_parameters writes (and the position table)."""
+    if not getattr(model, "carries_state", True):
+        from .runtime.internals import parameters_by_saved_name
+
+        arrays = {name: p.data().asnumpy() for name, p in parameters_by_saved_name(model).items()}
+        arrays["positions"] = model.positions.data().asnumpy()
+        return arrays
     params = rnn_kernel_params(model.rnn)
     layers = rnn_kernel_settings(model.rnn)["num_layers"]
     per_layer = [tuple(params["l%d_%s_%s" % (layer, gate, kind)].data().asnumpy()
@@ -119,6 +133,8 @@ def weights_of(model):
 
 def build_graph(config, vocab_size, weights):
     """The ONNX model (opset 13) of ``config``'s evaluation pass, from ``weights`` (see :func:`weights_of`)."""
+    if config.mode == "transformer":
+        return build_transformer_graph(config, vocab_size, weights)
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -176,6 +192,90 @@ def build_graph(config, vocab_size, weights):
     return model
 
 
+def build_transformer_graph(config, vocab_size, weights):
+    """The transformer's evaluation pass as ONNX (opset 13), from ``weights`` (:func:`weights_of`'s dict):
+    the layers of ptb_lm.transformer, node for node, LayerNorm written out (opset 13 has none), the causal
+    mask from the window's own length, and attention as 4-D batched MatMuls over (batch, heads)."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    d, heads = config.hidden_dim, config.heads
+    inits, nodes = [], []
+
+    def const(name, array, dtype=np.float32):
+        inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
+        return name
+
+    def node(op, ins, out, **attrs):
+        nodes.append(helper.make_node(op, ins, [out], **attrs))
+        return out
+
+    def weight_t(name):  # Dense computes x W^T + b
+        return const(name + "_t", np.ascontiguousarray(weights[name].T))
+
+    def layer_norm(x, prefix, out):
+        mean = node("ReduceMean", [x], out + "_mean", axes=[-1], keepdims=1)
+        centred = node("Sub", [x, mean], out + "_c")
+        var = node("ReduceMean", [node("Mul", [centred, centred], out + "_sq")], out + "_var", axes=[-1], keepdims=1)
+        std = node("Sqrt", [node("Add", [var, const(out + "_eps", 1e-5)], out + "_ve")], out + "_std")
+        scaled = node("Mul", [node("Div", [centred, std], out + "_n"), const(out + "_g", weights[prefix + "gamma"])],
+                      out + "_s")
+        return node("Add", [scaled, const(out + "_b", weights[prefix + "beta"])], out)
+
+    const("embedding", weights["encoder.weight"])
+    const("positions", weights["positions"])
+    x = node("Mul", [node("Gather", ["embedding", "tokens"], "emb", axis=0), const("sqrt_d", math.sqrt(d))], "x_scaled")
+    shape = node("Shape", ["tokens"], "tokens_shape")  # [seq_len, batch]
+    zero, one = const("zero", [0], np.int64), const("one", [1], np.int64)
+    steps = node("Slice", [shape, zero, one], "steps")  # [seq_len]
+    x = node("Add", [x, node("Slice", ["positions", zero, steps, zero], "pe")], "x0")
+    position = node("Range", [const("zero_s", 0, np.int64), node("Squeeze", [steps, zero], "steps_s"),
+                              const("one_s", 1, np.int64)], "position")
+    later = node("Less", [node("Unsqueeze", [position, one], "row"), node("Unsqueeze", [position, zero], "col")],
+                 "later")  # true where the column (a key) comes after the row (a query)
+    mask = node("Mul", [node("Cast", [later], "later_f", to=TensorProto.FLOAT), const("neg", -1e9)], "mask")
+    split_shape = node("Concat", [shape, const("heads_dims", [heads, d // heads], np.int64)], "split_shape", axis=0)
+    merge_shape = node("Concat", [shape, const("model_dim", [d], np.int64)], "merge_shape", axis=0)
+    for layer in range(config.num_layers):
+        p = "layers.%d." % layer
+        q_ = "l%d_" % layer
+        qkv = node("Add", [node("MatMul", [x, weight_t(p + "attention.in_proj.weight")], q_ + "qkv_w"),
+                           const(q_ + "qkv_b", weights[p + "attention.in_proj.bias"])], q_ + "qkv")
+        nodes.append(helper.make_node("Split", [qkv, const(q_ + "split", [d, d, d], np.int64)],
+                                      [q_ + "q", q_ + "k", q_ + "v"], axis=2))
+        heads4 = {}
+        for name, perm in (("q", [1, 2, 0, 3]), ("k", [1, 2, 3, 0]), ("v", [1, 2, 0, 3])):
+            split = node("Reshape", [q_ + name, split_shape], q_ + name + "_h")  # [T, N, H, d]
+            heads4[name] = node("Transpose", [split], q_ + name + "_t", perm=perm)  # q, v [N,H,T,d]; k [N,H,d,T]
+        scores = node("Mul", [node("MatMul", [heads4["q"], heads4["k"]], q_ + "qk"),
+                              const(q_ + "scale", 1.0 / math.sqrt(d // heads))], q_ + "scores")
+        attention = node("Softmax", [node("Add", [scores, mask], q_ + "masked")], q_ + "weights", axis=-1)
+        out = node("Transpose", [node("MatMul", [attention, heads4["v"]], q_ + "att")], q_ + "att_t", perm=[2, 0, 1, 3])
+        out = node("Reshape", [out, merge_shape], q_ + "att_m")
+        out = node("Add", [node("MatMul", [out, weight_t(p + "attention.out_proj.weight")], q_ + "proj_w"),
+                           const(q_ + "proj_b", weights[p + "attention.out_proj.bias"])], q_ + "proj")
+        x = layer_norm(node("Add", [x, out], q_ + "res1"), p + "norm1.", q_ + "x1")
+        hidden = node("Relu", [node("Add", [node("MatMul", [x, weight_t(p + "ffn1.weight")], q_ + "f1w"),
+                                            const(q_ + "f1b", weights[p + "ffn1.bias"])], q_ + "f1")], q_ + "relu")
+        ffn = node("Add", [node("MatMul", [hidden, weight_t(p + "ffn2.weight")], q_ + "f2w"),
+                           const(q_ + "f2b", weights[p + "ffn2.bias"])], q_ + "f2")
+        x = layer_norm(node("Add", [x, ffn], q_ + "res2"), p + "norm2.", q_ + "x2")
+    x = layer_norm(x, "norm.", "final")
+    decoder_w = weights["decoder.weight"] if "decoder.weight" in weights else weights["encoder.weight"]
+    node("Add", [node("MatMul", [x, const("decoder_weight_t", np.ascontiguousarray(decoder_w.T))], "scores"),
+                 const("decoder_bias", weights["decoder.bias"])], "logits")
+    inputs, outputs = interface(config.mode, config.num_layers, d, vocab_size)
+    graph = helper.make_graph(nodes, "ptb_lm_transformer",
+                              [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["seq_len", "batch"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                             ["seq_len", "batch", vocab_size])],
+                              initializer=inits)
+    model = helper.make_model(graph, producer_name=PRODUCER, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 # --- the mxnet route -----------------------------------------------------------------------------
 
 def mxnet_graph(model, config, vocab_size, folder):
@@ -185,7 +285,7 @@ def mxnet_graph(model, config, vocab_size, folder):
     block = EvaluationGraph(model)
     block.hybridize()
     layers, hidden = config.num_layers, config.hidden_dim
-    states = 2 if config.mode == "lstm" else 1
+    states = state_count(config.mode)
     tokens = mx.nd.zeros((3, 2))
     block(tokens, *[mx.nd.zeros((layers, 2, hidden)) for _ in range(states)])
     prefix = os.path.join(folder, "mxnet")
@@ -275,7 +375,7 @@ def runtime_for(onnx_model):
 def disagreement(runtime, model, config, rng, shapes=((3, 2), (7, 3))):
     """The largest relative gap between ONNX Runtime and MXNet over ``shapes``, state carried over two windows."""
     vocab = model.decoder.weight.shape[0]
-    states = 2 if config.mode == "lstm" else 1
+    states = state_count(config.mode)
     worst = 0.0
     for seq_len, batch in shapes:
         state = [rng.uniform(-0.5, 0.5, (config.num_layers, batch, config.hidden_dim)).astype(np.float32)
@@ -304,8 +404,6 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
         raise ConfigError("unknown route %r: choose one of %s" % (route, ", ".join(ROUTES)), setting="route")
     source = Checkpoint(checkpoint)  # verified against its sha256
     config, vocab = source.config, source.dictionary
-    if config.mode not in ONNX_OP:
-        raise ConfigError("mode %s cannot be exported to ONNX yet" % config.mode)
     if os.path.lexists(out) and not force:
         if os.path.isdir(out) and not os.listdir(out):
             pass
@@ -343,6 +441,7 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
             "route_reason": why, "opset": OPSET, "mode": config.mode, "vocab_size": len(vocab),
             "embed_dim": config.embed_dim, "hidden_dim": config.hidden_dim, "num_layers": config.num_layers,
             "tied": config.tied, "num_steps": config.num_steps, "eval_batch_size": config.eval_batch,
+            "carries_state": state_count(config.mode) > 0, "heads": config.heads, "ffn_dim": config.feed_forward,
             "inputs": [dict(name=n, type=t, shape=s) for n, t, s in inputs],
             "outputs": [dict(name=n, type=t, shape=s) for n, t, s in outputs],
             "model_onnx_sha256": sha256_of(onnx_path),
@@ -378,6 +477,12 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
 
 def _graph(model, config, vocab_size, route, staging, rng):
     """``(onnx model, route taken, why)`` for ``route``."""
+    if config.mode == "transformer":  # MXNet's exporter cannot convert the attention's reshapes (-3, -4)
+        if route == "mxnet":
+            raise RunFailure("MXNet's exporter cannot export the transformer (it converts no reshape by -3 or -4, "
+                             "which the attention uses): use --route ptb_lm")
+        return build_graph(config, vocab_size, weights_of(model)), "ptb_lm", "MXNet's exporter cannot convert the " \
+            "attention's reshapes"
     if route in ("auto", "mxnet"):
         try:
             graph = mxnet_graph(model, config, vocab_size, staging)
@@ -406,7 +511,7 @@ def _test_perplexity(onnx_path, vocab, config, data, batch_size):
     except CheckpointError:
         raise
     portable = PortableModel.from_files(onnx_path, vocab.idx_to_word, config.mode, config.num_layers,
-                                        config.hidden_dim)
+                                        config.hidden_dim, config.num_steps)
     batch = batch_size or config.eval_batch
     result = portable.score(text.splitlines(), batch_size=batch, num_steps=config.num_steps)
     return {"perplexity": result["perplexity"], "loss": result["loss"], "batch_size": batch,

@@ -69,12 +69,13 @@ class PortableModel(object):
         self.ids = {w: i for i, w in enumerate(self.words)}
         self.mode, self.num_layers, self.hidden = mode, num_layers, hidden
         self.description = description or {}
-        self.state_names = ["h0", "c0"] if mode == "lstm" else ["h0"]
+        self.state_names = {"lstm": ["h0", "c0"], "transformer": []}.get(mode, ["h0"])
+        self.carries_state = bool(self.state_names)  # a transformer reads each window on its own
 
     @classmethod
-    def from_files(cls, onnx_path, words, mode, num_layers, hidden):
+    def from_files(cls, onnx_path, words, mode, num_layers, hidden, num_steps=35):
         """From a model.onnx and its vocabulary, without a model.json (how the exporter measures it)."""
-        return cls(_runtime(onnx_path), words, mode, num_layers, hidden)
+        return cls(_runtime(onnx_path), words, mode, num_layers, hidden, {"num_steps": num_steps})
 
     @classmethod
     def from_export(cls, folder):
@@ -153,11 +154,21 @@ class PortableModel(object):
                 raise ExportError("--%s must be a whole number of at least 1, got %r" % (name.replace("_", "-"),
                                                                                         value))
         ids, unknown = self.encode(lines)
+        loss, scored = self.score_ids(ids, batch_size, num_steps)
+        result = {"loss": loss, "perplexity": float(np.exp(loss)) if loss < 700 else float("inf"),
+                  "tokens": int(len(ids)), "tokens_scored": scored, "unknown": unknown, "batch_size": batch_size,
+                  "num_steps": num_steps}
+        if per_line:
+            result["lines"] = [self.line_log_prob(line) for line in lines]
+        return result
+
+    def score_ids(self, ids, batch_size, num_steps):
+        """``(mean loss per token, tokens scored)`` of a 1-D id array, cut as ptb-lm-evaluate cuts it."""
         rows = len(ids) // batch_size
         if rows < 2:
             raise ExportError("the text has %d tokens: too few for batch size %d (each stream needs 2)"
                               % (len(ids), batch_size))
-        source = ids[: rows * batch_size].reshape(batch_size, rows).T  # (rows, batch): one stream a column
+        source = np.asarray(ids[: rows * batch_size]).reshape(batch_size, rows).T  # (rows, batch): a stream a column
         state = self.begin_state(batch_size)
         total, scored = 0.0, 0
         for i in range(0, rows - 1, num_steps):
@@ -165,13 +176,7 @@ class PortableModel(object):
             logits, state = self.step(source[i:i + seq_len], state)
             total += float(-_log_probs(logits, source[i + 1:i + 1 + seq_len]).sum())
             scored += seq_len * batch_size
-        loss = total / scored
-        result = {"loss": loss, "perplexity": float(np.exp(loss)) if loss < 700 else float("inf"),
-                  "tokens": int(len(ids)), "tokens_scored": scored, "unknown": unknown, "batch_size": batch_size,
-                  "num_steps": num_steps}
-        if per_line:
-            result["lines"] = [self.line_log_prob(line) for line in lines]
-        return result
+        return total / scored, scored
 
     def line_log_prob(self, line):
         """The natural-log probability of one line's words and ``<eos>``, after an ``<eos>``, from a zero state."""
@@ -192,17 +197,20 @@ class PortableModel(object):
         rng = np.random.RandomState(seed)
         words = prompt.split() or [EOS]
         unk = self.ids.get(UNK, 0)
-        tokens = np.array([self.ids.get(w, unk) for w in words], dtype=np.int64).reshape(-1, 1)
+        history = [self.ids.get(w, unk) for w in words]
+        window = self.description.get("num_steps", 35)
+        tokens = history if self.carries_state else history[-window:]
         state = self.begin_state(1)
         out = []
         for _ in range(num_words):
-            logits, state = self.step(tokens, state)
+            logits, state = self.step(np.array(tokens, dtype=np.int64).reshape(-1, 1), state)
             last = logits[-1, 0].astype(np.float64) / temperature
             probs = np.exp(last - last.max())
             probs /= probs.sum()
             next_id = int(rng.choice(len(probs), p=probs))
             out.append(self.words[next_id])
-            tokens = np.array([[next_id]], dtype=np.int64)
+            history.append(next_id)
+            tokens = [next_id] if self.carries_state else history[-window:]
         return out
 
     def unknown_words(self, text):

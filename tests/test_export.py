@@ -22,7 +22,10 @@ EXPORT = os.path.join(SCRIPTS, "export.py")
 CASES = {  # mode, and what else is exported
     "lstm": dict(mode="lstm"), "gru": dict(mode="gru"), "rnn_relu": dict(mode="rnn_relu"),
     "rnn_tanh": dict(mode="rnn_tanh"), "lstm-tied-3-layers": dict(mode="lstm", tied=True, num_layers=3),
+    "transformer": dict(mode="transformer", heads=2), "transformer-tied-3-layers": dict(mode="transformer", heads=3,
+                                                                                        tied=True, num_layers=3),
 }
+OUTPUTS = {"lstm": {"logits", "hn", "cn"}, "transformer": {"logits"}}  # the rest: {"logits", "hn"}
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +72,11 @@ def test_onnx_runtime_gives_mxnets_logits_and_state_window_after_window(trained,
     described = export_onnx(trained[case], out, route=route, data=tiny_corpus)
     assert sorted(os.listdir(out)) == ["model.json", "model.onnx", "vocab.txt"]
     gaps = windows_agree(out, trained[case])
-    assert set(gaps) == ({"logits", "hn", "cn"} if CASES[case]["mode"] == "lstm" else {"logits", "hn"})
+    assert set(gaps) == OUTPUTS.get(CASES[case]["mode"], {"logits", "hn"})
     assert max(gaps.values()) < 1e-5, gaps
-    # MXNet's exporter converts at most 2 layers of its fused RNN; auto takes it where it matches
-    assert described["route"] == ("ptb_lm" if route == "ptb_lm" or "3-layers" in case else "mxnet")
+    # MXNet's exporter converts at most 2 layers of its fused RNN, and no transformer; auto takes it where it matches
+    assert described["route"] == ("ptb_lm" if route == "ptb_lm" or "3-layers" in case or "transformer" in case
+                                  else "mxnet")
     print("%s, route %s: %s" % (case, described["route"], ", ".join("%s %.1e" % kv for kv in sorted(gaps.items()))))
 
 
@@ -120,12 +124,13 @@ def ptb_lm_onnx_test_lines(ptb_zip):
         return archive.read("ptb/ptb.test.txt").decode("utf-8").splitlines()
 
 
-def test_the_model_without_mxnet_scores_and_generates_as_ptb_lm_does(trained, tiny_corpus, tmp_path):
+@pytest.mark.parametrize("case", ["lstm", "transformer"])
+def test_the_model_without_mxnet_scores_and_generates_as_ptb_lm_does(trained, tiny_corpus, tmp_path, case):
     out = str(tmp_path / "onnx")
-    export_onnx(trained["lstm"], out, data=tiny_corpus)
+    export_onnx(trained[case], out, data=tiny_corpus)
     text = tmp_path / "text.txt"
     text.write_text(open(os.path.join(tiny_corpus, "ptb.valid.txt")).read() + " w01 zzz w02\n")
-    ours = run_cli([os.path.join(SCRIPTS, "evaluate.py"), trained["lstm"], "--text", str(text), "--batch-size", "2",
+    ours = run_cli([os.path.join(SCRIPTS, "evaluate.py"), trained[case], "--text", str(text), "--batch-size", "2",
                     "--ctx", "cpu"])
     assert ours.returncode == 0, ours.stderr
     code = ("import sys; sys.modules['mxnet'] = None; from ptb_lm_onnx.cli import score_main; "
@@ -136,7 +141,7 @@ def test_the_model_without_mxnet_scores_and_generates_as_ptb_lm_does(trained, ti
     result = json.loads(portable.stdout)
     assert result["unknown"] == 1 and "1 unknown" in ours.stdout
     assert "%.4f" % result["loss"] == ours.stdout.split("(loss ")[1].split(")")[0]  # as ptb-lm-evaluate prints it
-    generated = run_cli([os.path.join(SCRIPTS, "generate.py"), trained["lstm"], "--words", "25", "--seed", "3",
+    generated = run_cli([os.path.join(SCRIPTS, "generate.py"), trained[case], "--words", "25", "--seed", "3",
                          "--prompt", "w03 w04", "--ctx", "cpu"])
     code = ("import sys; sys.modules['mxnet'] = None; from ptb_lm_onnx.cli import generate_main; "
             "sys.exit(generate_main(sys.argv[1:]))")
