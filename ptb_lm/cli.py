@@ -218,6 +218,9 @@ def evaluate_main(argv=None):
     parser.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's); it changes "
                                                        "perplexity, since each stream starts from a zero state")
     parser.add_argument("--num-steps", type=int, help="time steps per batch (default: the run's)")
+    parser.add_argument("--context", type=int, help="a transformer only: give each window the tokens before it, "
+                                                     "up to this many in all (a sliding window; default: each "
+                                                     "window on its own, as in training)")
     args = parser.parse_args(argv)
 
     def body():
@@ -226,13 +229,14 @@ def evaluate_main(argv=None):
 
         ctx = resolve_contexts(args.ctx, purpose="evaluating")[0]
         result = score_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
-                                     num_steps=args.num_steps, data=args.data, ctx=ctx)
+                                  num_steps=args.num_steps, data=args.data, ctx=ctx, context=args.context)
         from .reporting import format_ppl
 
         logging.getLogger("ptb_lm").info(
             "%(source)s perplexity %(shown)s (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
-            "%(unknown)d unknown, mapped to <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d; "
-            "checkpoint %(checkpoint)s" % dict(result, shown=format_ppl(result["ppl"])))
+            "%(unknown)d unknown, mapped to <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d%(seen)s; "
+            "checkpoint %(checkpoint)s" % dict(result, shown=format_ppl(result["ppl"]),
+                                               seen=", context %d" % args.context if args.context else ""))
 
     return _run(body)
 

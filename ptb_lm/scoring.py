@@ -28,7 +28,7 @@ def text_perplexity_inputs(lines, dictionary, batch_size, ctx):
     return device_batches(ids, batch_size, ctx), len(ids), unknown
 
 
-def text_loss(model, dictionary, lines, batch_size, num_steps, ctx=None):
+def text_loss(model, dictionary, lines, batch_size, num_steps, ctx=None, context=None):
     """Mean loss per token of ``model`` on ``lines``; returns ``(loss, tokens, unknown, tokens_scored)``.
 
     As in training, the text is cut into ``batch_size`` streams and the tail that
@@ -36,11 +36,12 @@ def text_loss(model, dictionary, lines, batch_size, num_steps, ctx=None):
     """
     ctx = ctx or mx.cpu()
     source, tokens, unknown = text_perplexity_inputs(lines, dictionary, batch_size, ctx)
-    loss = evaluate(model, source, num_steps)
+    loss = evaluate(model, source, num_steps, context=context)
     return loss, tokens, unknown, (source.shape[0] - 1) * batch_size
 
 
-def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=None, data=None, ctx=None):
+def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=None, data=None, ctx=None,
+                     context=None):
     """Perplexity of the checkpoint at ``path`` on a PTB ``split`` or on the file ``text``.
 
     ``batch_size`` and ``num_steps`` default to the run's evaluation settings.
@@ -53,6 +54,11 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
     num_steps = config.num_steps if num_steps is None else num_steps
     check_whole_number("batch_size", batch_size)
     check_whole_number("num_steps", num_steps)
+    if context is not None:
+        check_whole_number("context", context)
+        if config.mode != "transformer":
+            raise ConfigError("context goes with a transformer: an RNN carries all it has read in its state",
+                              setting="context")
     if text is not None:
         try:
             with open(text, encoding="utf-8") as f:
@@ -68,6 +74,8 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
         lines, source = read_split_texts(locate_ptb(data))[split].splitlines(), split
     ctx = ctx or mx.cpu()
     model = checkpoint.build_model(ctx)
-    loss, tokens, unknown, scored = text_loss(model, checkpoint.dictionary, lines, batch_size, num_steps, ctx)
+    loss, tokens, unknown, scored = text_loss(model, checkpoint.dictionary, lines, batch_size, num_steps, ctx,
+                                              context)
     return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
-            "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": checkpoint.folder}
+            "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": checkpoint.folder,
+            "context": context}

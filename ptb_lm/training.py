@@ -140,7 +140,8 @@ def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=
     return epoch_loss / max(epoch_tokens, 1), epoch_tokens, time.time() - start
 
 
-def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None, between_batches=None):
+def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False, progress=None, between_batches=None,
+             context=None):
     """Mean per-token loss of ``model`` over a batchified split (the chapter's ``model_eval``).
 
     ``data_source`` is ``(num_rows, batch_size)`` on one context; the state starts
@@ -155,6 +156,12 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     "windows"), so both engines evaluate at ``num_steps``. With an active
     ``progress`` bar the host waits every 20 calls, so the bar shows work done
     rather than work queued.
+
+    A model that carries no state (the transformer) reads each window on its own;
+    ``context=C`` (above ``num_steps``) gives it the ``C - num_steps`` tokens before
+    each window as well, and scores the window's own tokens only: a sliding window
+    over the stream, each token seeing up to ``C - 1`` before it, for about
+    ``C / num_steps`` times the work.
     """
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     ctx = data_source.context
@@ -165,7 +172,12 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
         if between_batches is not None:
             between_batches()
         data, target = get_batch(data_source, i, num_steps)
-        output, hidden = model(data, hidden)
+        if context and context > num_steps and not getattr(model, "carries_state", True):
+            start = max(0, i - (context - num_steps))
+            output, hidden = model(data_source[start:i + data.shape[0]], hidden)
+            output = output[(i - start) * data_source.shape[1]:]  # the window's own positions
+        else:
+            output, hidden = model(data, hidden)
         meter.add([loss_fn(output, target).sum()], target.shape[0])
         if showing and (ibatch + 1) % 20 == 0:
             meter.wait()

@@ -149,3 +149,21 @@ def test_a_transformer_trains_in_both_engines_and_generates_from_its_window(tiny
     model.forward = counting
     words = generate(model, vocab, 12, prompt="w01 w02", seed=3, window=6)
     assert len(words) == 12 and calls[:6] == [2, 3, 4, 5, 6, 6]  # the prompt, growing, then the last 6 words
+
+
+def test_a_sliding_window_as_long_as_the_stream_is_one_window_over_it_all(tiny_corpus):
+    """With a context longer than the stream, every token sees all before it: the same as one window over
+    the whole stream; a context no longer than the window is no context."""
+    from ptb_lm.batches import device_batches
+    from ptb_lm.data import Corpus
+    from ptb_lm.training import evaluate
+
+    corpus = Corpus(tiny_corpus)
+    model = TransformerModel(len(corpus.dictionary), 16, 2, 16, 2, dropout=0.0)
+    mx.random.seed(1)
+    model.initialize_parameters(mx.cpu())
+    source = device_batches(corpus.valid, 2, mx.cpu())[:40]
+    whole = evaluate(model, source, num_steps=39)
+    sliding = evaluate(model, source, num_steps=3, context=10 ** 4)
+    assert sliding == pytest.approx(whole, rel=1e-5)
+    assert evaluate(model, source, num_steps=3, context=3) == pytest.approx(evaluate(model, source, num_steps=3))
