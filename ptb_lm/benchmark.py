@@ -46,11 +46,12 @@ VARIANTS = {
     "softmax_loss": ("fast", FastLevers(True, True, True, False), False),
     "fast": ("fast", FastLevers(), False),
     "eval_windows": ("fast", FastLevers(), True),
+    "onnx_eval": ("fast", FastLevers(), False),  # evaluation in ONNX Runtime, on the model exported after training
 }
 # what each variant adds to the one before, for the table
 ADDS = {"imperative": "-", "hybridized": "compiled graphs", "flat_update": "flat_update",
         "sparse_embedding": "sparse_embedding", "softmax_loss": "softmax_loss", "fast": "packed_rnn",
-        "eval_windows": "eval windows", "pytorch": "-"}
+        "eval_windows": "eval windows", "onnx_eval": "eval in ONNX Runtime", "pytorch": "-"}
 
 CONFIGS = {
     "chapter": dict(preset="chapter"),
@@ -148,10 +149,13 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
     source = run.eval_source("valid")[:rows]
     # about window_tokens tokens per call instead of num_steps time steps
     steps = max(config.num_steps, window_tokens // config.eval_batch) if windows else config.num_steps
-    evaluate(run.model, source[: 2 * steps + 1], steps, run.eval_loss_fn)  # warm-up
-    start = time.time()
-    eval_loss = evaluate(run.model, source, steps, run.eval_loss_fn, sync_every_batch=engine == "imperative")
-    eval_seconds = time.time() - start
+    if variant == "onnx_eval":
+        eval_loss, eval_seconds = onnx_evaluation(run, config, source, steps)
+    else:
+        evaluate(run.model, source[: 2 * steps + 1], steps, run.eval_loss_fn)  # warm-up
+        start = time.time()
+        eval_loss = evaluate(run.model, source, steps, run.eval_loss_fn, sync_every_batch=engine == "imperative")
+        eval_seconds = time.time() - start
     eval_tokens = (rows - 1) * source.shape[1]
     train_tps, eval_tps = tokens / seconds, eval_tokens / eval_seconds
     return dict(config=config_name, variant=variant, eval_loss=eval_loss, profile=None,
@@ -159,6 +163,23 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
                 **gflops(config, len(corpus.dictionary), train_tps, eval_tps),
                 train_loss=loss, batches=max_batches, ms_per_batch=1000 * seconds / max_batches,
                 peak_rss_mb=peak_rss_mb(), loss_fallbacks=getattr(run.loss_fn, "fallbacks", 0))
+
+
+def onnx_evaluation(run, config, source, steps):
+    """``(mean loss, seconds)`` of evaluating ``source`` with ONNX Runtime on the model as it stands, exported
+    by ptb_lm's own graph writer, as ptb_lm_onnx scores (state carried, the loss in numpy)."""
+    from ptb_lm_onnx import PortableModel
+
+    from .export import build_graph, runtime_for, weights_of
+
+    graph = build_graph(config, len(run.corpus.dictionary), weights_of(run.model))
+    portable = PortableModel(runtime_for(graph), run.corpus.dictionary.idx_to_word, config.mode, config.num_layers,
+                             config.hidden_dim)
+    ids = source.asnumpy().T.reshape(-1)  # the streams back to back: the same batches again
+    portable.score_ids(ids[: 2 * (steps + 1) * source.shape[1]], source.shape[1], steps)  # warm-up
+    start = time.time()
+    loss, _ = portable.score_ids(ids, source.shape[1], steps)
+    return loss, time.time() - start
 
 
 def _corpus(data):

@@ -31,11 +31,15 @@ def single_process_losses(tiny_corpus, tmp_path, epochs=2):
     return batch_losses(log)
 
 
-def test_two_contexts_in_one_process_match_one_context(tiny_corpus):
+@pytest.mark.parametrize("settings", [dict(mode="lstm"), dict(mode="transformer", heads=2, optimizer="adam", lr=0.003),
+                                      dict(mode="gru", optimizer="momentum", lr=0.3)],
+                         ids=["lstm-sgd", "transformer-adam", "gru-momentum"])
+def test_two_contexts_in_one_process_match_one_context(tiny_corpus, settings):
     runs = {}
     for ctx in ("cpu", "cpu:0,1"):
-        config = TrainConfig(mode="lstm", embed_dim=12, hidden_dim=12, batch_size=4, num_steps=5, epochs=2, seed=3,
-                             dropout=0.0, data=tiny_corpus, ctx=ctx, eval_period=1, progress="none", kvstore="local")
+        config = TrainConfig(**dict(dict(embed_dim=12, hidden_dim=12, batch_size=4, num_steps=5, epochs=2, seed=3,
+                                         dropout=0.0, data=tiny_corpus, ctx=ctx, eval_period=1, progress="none",
+                                         kvstore="local"), **settings))
         runs[ctx] = fit(config)
     one, two = (runs[c].series("loss", kind="batch") for c in ("cpu", "cpu:0,1"))
     assert len(one) == len(two) >= 50
