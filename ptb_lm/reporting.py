@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 
 from .errors import SaveDirError, WriteFailed
@@ -234,8 +235,12 @@ class Progress(object):
         if not self.enabled:
             return
         tqdm = _bar_class(self.stream)
+        # A few columns short of the terminal's width: the "^C" a terminal echoes at Ctrl-C then stays on the
+        # bar's line, which the bar clears when it closes, instead of wrapping to a line of its own and
+        # leaving a stale bar above the run's last lines.
+        width = shutil.get_terminal_size((80, 24)).columns - 4
         self._bar = tqdm(total=total_batches, desc=desc, unit="batch", file=self.stream,
-                         leave=False, dynamic_ncols=True, mininterval=self.mininterval)
+                         leave=False, ncols=max(width, 20), mininterval=self.mininterval)
         self._tokens = 0
 
     @property

@@ -11,7 +11,7 @@ import pytest
 
 from ptb_lm.reporting import Progress
 
-from helpers import ROOT, SCRIPTS, TINY, clean_env, run_cli
+from helpers import ROOT, SCRIPTS, TINY, clean_env, run_cli, write_tiny_corpus
 
 
 @pytest.mark.ptb
@@ -160,3 +160,34 @@ def test_the_launchers_thread_share_is_said_to_be_the_launchers():
     assert "ptb-lm-launch's share" in describe_threads(worker) and "in the environment says" not in \
         describe_threads(worker)
     assert "in the environment says" in describe_threads(clean_env(MXNET_OMP_MAX_THREADS="1"))  # the user's
+
+
+def test_ctrl_c_at_the_terminal_leaves_no_stale_bar_on_the_screen(tmp_path):
+    """The "^C" a terminal echoes lands on the bar's own line (the bar stops short of the edge), so the
+    bar, cleared as the run stops, leaves nothing of itself above the run's last lines."""
+    assert shutil.which("tmux"), "tmux is part of this machine's image; the terminal test needs it"
+    tiny_corpus = str(tmp_path / "corpus")
+    write_tiny_corpus(tiny_corpus, train_lines=20000, eval_lines=400)  # epochs of about 900 chapter batches
+    session = "ptb-lm-%s" % uuid.uuid4().hex[:8]
+    done = tmp_path / "done"
+    command = ("%s %s --data %s --epochs 100000 --seed 1 --ctx cpu --progress bar --save-dir %s; echo EXIT=$?; "
+               "touch %s; sleep 60" % (sys.executable, os.path.join(SCRIPTS, "train.py"), tiny_corpus,
+                                       tmp_path / "run", done))
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "40", command], check=True)
+
+    def screen():
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not ("[Epoch 2]" in screen() and "%|" in screen()):
+            time.sleep(0.2)
+        assert "%|" in screen(), screen()
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        while time.time() < deadline and not done.exists():
+            time.sleep(0.2)
+        shown = screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session])
+    assert "EXIT=130" in shown and "Continue with: --resume" in shown, shown
+    assert not any("%|" in line or "batch/s" in line for line in shown.splitlines()), shown
