@@ -1,14 +1,14 @@
-"""ptb_lm: a word-level RNN language model on Penn Treebank, trained with MXNet Gluon.
+"""ptb_lm: word-level language models (the chapter's RNNs, a Transformer) on Penn Treebank, trained with MXNet Gluon.
 
 The chapter's names (the d2l-zh chapter "循环神经网络 — 使用Gluon") are here: ``Dictionary``, ``Corpus``, ``batchify``,
 ``get_batch``, ``RNNModel``, ``detach``, ``evaluate`` (the chapter's ``model_eval``),
 ``try_gpu``; and the tool's: ``TrainConfig``, ``from_preset``, ``fit``, ``load``, ``score_checkpoint``,
-``generate``.
+``generate``, ``TransformerModel``, ``export_onnx``.
 
 The package reads top-down: data (``data``, ``download``) -> model (``model``, ``loss``)
 -> training (``batches``, ``training``, ``updater``, ``parallel``) -> a run (``assembly``,
 ``outputs``, ``checkpoint``, ``resume``, ``runner``) -> using a model (``scoring``,
-``sampling``) -> the command lines (``cli``). ``ptb_lm.runtime`` is what makes MXNet 1.9.1
+``sampling``, ``export``) -> the command lines (``cli``). ``ptb_lm.runtime`` is what makes MXNet 1.9.1
 run on today's machines; everything else reaches MXNet through ``runtime.import_mxnet``.
 
 The data layer (``ptb_lm.data``, ``ptb_lm.download``, ``ptb_lm.config``) is pure
@@ -39,6 +39,8 @@ _LAZY = {
     "fit": "runner",
     "History": "reporting",
     "load": "checkpoint",
+    "TransformerModel": "transformer",
+    "export_onnx": "export",
 }
 
 

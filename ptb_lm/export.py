@@ -3,7 +3,8 @@
     DIR/model.onnx   the evaluation graph (no dropout), opset 13:
                        tokens int64 [seq_len, batch], h0 float32 [num_layers, batch, hidden] (and c0 for lstm)
                        -> logits float32 [seq_len, batch, vocab], hn (and cn): both dimensions dynamic,
-                       so a client carries the state across windows as the chapter's evaluation does
+                       so a client carries the state across windows as the chapter's evaluation does;
+                       a transformer has tokens -> logits only (it reads each window on its own)
     DIR/vocab.txt    one word a line, the id being the line number (as checkpoints hold it)
     DIR/model.json   the mode and sizes, the interface, the sha256 of model.onnx, the checkpoint it came
                      from, and the test perplexity ONNX Runtime measured on export
@@ -17,7 +18,9 @@ Two routes write the graph; model.json names the one taken:
 * ``ptb_lm``: the graph written here from the weights with onnx's helpers: Gather,
   one ONNX RNN/GRU/LSTM node a layer, MatMul and Add. Any number of layers; the gates
   reordered from MXNet's to ONNX's (LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,n, with
-  ``linear_before_reset``, as MXNet's GRU computes its candidate).
+  ``linear_before_reset``, as MXNet's GRU computes its candidate). The transformer is
+  written node for node too (:func:`build_transformer_graph`): MXNet's exporter cannot
+  convert the reshapes its attention uses.
 
 ``route="auto"`` tries MXNet's exporter and keeps its graph only if ONNX Runtime loads it
 and matches MXNet on a probe at two shapes; otherwise it writes its own. Either way the
