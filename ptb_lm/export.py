@@ -305,6 +305,12 @@ def mxnet_graph(model, config, vocab_size, folder):
     for opset in exported.opset_import:  # it labels the graph with onnx's newest opset, yet writes opset-13 nodes
         if opset.domain in ("", "ai.onnx"):
             opset.version = OPSET
+    # It lists the weights among the graph's inputs too, which ONNX Runtime then may not fold as constants (and
+    # warns about, once a weight): the graph's inputs are the interface's alone.
+    weights = {w.name for w in exported.graph.initializer}
+    kept = [value for value in exported.graph.input if value.name not in weights]
+    del exported.graph.input[:]
+    exported.graph.input.extend(kept)
     names = [n for n, _, _ in interface(config.mode, layers, hidden, vocab_size)[0]]
     for k, name in enumerate(names):  # Gluon's export names a block's inputs data0, data1, ...
         _rename(exported.graph, "data%d" % k, name)

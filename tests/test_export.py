@@ -9,6 +9,7 @@ import time
 
 import mxnet as mx
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 
@@ -85,6 +86,8 @@ def test_the_graphs_interface_is_the_one_model_json_and_the_readme_give(trained,
     export_onnx(trained["lstm"], out, data=tiny_corpus)
     described = json.load(open(os.path.join(out, "model.json")))
     runtime = onnxruntime.InferenceSession(os.path.join(out, "model.onnx"))
+    graph = onnx.load(os.path.join(out, "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["tokens", "h0", "c0"]  # no weight among them: they are constants
     inputs = [(i.name, i.type, i.shape) for i in runtime.get_inputs()]
     assert [(n, t) for n, t, _ in inputs] == [("tokens", "tensor(int64)"), ("h0", "tensor(float)"),
                                               ("c0", "tensor(float)")]
