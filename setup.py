@@ -35,6 +35,9 @@ def with_mxnet(*requirements):
 
 from setuptools import find_packages, setup  # noqa: E402
 
+# onnx for the exporter, by Python: each pin has a wheel there and installs beside numpy < 2
+ONNX_FOR_EXPORT = ['onnx==1.15.0; python_version < "3.12"', 'onnx==1.16.2; python_version >= "3.12"']
+
 setup(
     name="ptb-lm",
     version="0.1.0",
@@ -76,10 +79,11 @@ setup(
         "notebook": ["ipywidgets>=7"],  # tqdm's notebook progress bar (without it, a text bar redrawn in place)
         # The model without MXNet (ptb_lm_onnx): ONNX Runtime, on any Python it has wheels for (3.11 on).
         "onnx": ["onnxruntime>=1.17"],
-        # Exporting (ptb-lm-export, with MXNet): onnx 1.15 writes opset 13 and installs beside numpy < 1.24
-        # (Python 3.11) and numpy 1.26 (3.12); ONNX Runtime checks the export.
-        "export": with_mxnet("onnx==1.15.0", "onnxruntime>=1.17"),
-        "test": ["pytest>=7", "matplotlib>=3.3", "onnxruntime>=1.17"] + (["onnx==1.15.0"] if MXNET_RUNS else []),
+        # Exporting (ptb-lm-export, with MXNet): onnx writes opset 13 beside numpy < 2. 1.15.0 installs beside
+        # numpy < 1.24 (Python 3.11) but has no wheel for 3.12, where 1.16.2 is the first that has one (and
+        # builds from source fail); ONNX Runtime checks the export.
+        "export": with_mxnet(*ONNX_FOR_EXPORT, "onnxruntime>=1.17"),
+        "test": ["pytest>=7", "matplotlib>=3.3", "onnxruntime>=1.17"] + (ONNX_FOR_EXPORT if MXNET_RUNS else []),
     },
     entry_points={
         "console_scripts": [
