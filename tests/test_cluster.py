@@ -305,6 +305,17 @@ def stand_in(bin_dir, name, log, code=0):
     os.chmod(path, 0o755)
 
 
+def wait_for_the_call(proc, calls, within=240):
+    """True once the stand-in has recorded a whole call; False if ptb-lm-launch ended first or ``within``
+    seconds passed (the tracker starts a scheduler first, which is slow on a busy machine)."""
+    deadline = time.time() + within
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(calls) and "---" in open(calls).read():
+            return True
+        time.sleep(0.2)
+    return os.path.exists(calls) and "---" in open(calls).read()
+
+
 @pytest.mark.parametrize("cluster, tool", [("slurm", "srun"), ("sge", "qsub")])
 def test_the_tracker_hands_the_cluster_tool_the_training_command(tiny_corpus, tmp_path, cluster, tool):
     """dmlc_tracker's own submit runs the stand-in; ptb-lm-launch's job must reach it whole: every role's
@@ -319,11 +330,11 @@ def test_the_tracker_hands_the_cluster_tool_the_training_command(tiny_corpus, tm
     proc = subprocess.Popen([sys.executable, LAUNCH, "--launcher", cluster, "--num-workers", "2", "--host-ip",
                              "127.0.0.1"] + logs + ["--", "--data", tiny_corpus, "--epochs", "1"] + TRAIN,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240  # the tracker starts a scheduler first: slow on a busy machine
-    while time.time() < deadline and not (os.path.exists(calls) and open(calls).read().count("---") >= 1):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)  # the stand-in starts nothing: the scheduler would wait for ever
+    called = wait_for_the_call(proc, calls)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # the stand-in starts nothing: the scheduler would wait for ever
     _, err = proc.communicate(timeout=60)
+    assert called, "%s was never called; ptb-lm-launch said: %s" % (tool, err[-2000:])
     assert proc.returncode == 130, err
     recorded = open(calls).read()
     assert "-m ptb_lm --kvstore dist_sync --data %s" % tiny_corpus in recorded
@@ -367,11 +378,12 @@ def test_yarn_needs_hadoop_and_the_jar_the_wheel_lacks_and_then_gets_the_command
     env["PATH"] = "%s:%s" % (bin_dir, os.environ["PATH"])
     proc = subprocess.Popen(base + ["--tracker-option=--yarn-app-dir=%s" % app] + training, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240  # the tracker starts a scheduler first: slow on a busy machine
-    while time.time() < deadline and not (os.path.exists(calls) and "---" in open(calls).read()):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    called = wait_for_the_call(proc, calls)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert called, "java was never called; ptb-lm-launch said: %s" % err[-2000:]
+    assert "exited with code" not in err, err  # the scheduler, started here, runs (it used to fail with 126)
     recorded = open(calls).read()
     assert "org.apache.hadoop.yarn.dmlc.Client" in recorded and "dmlc-yarn.jar" in recorded
     assert "-m ptb_lm --kvstore dist_sync --data %s" % tiny_corpus in recorded

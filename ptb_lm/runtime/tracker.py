@@ -14,6 +14,8 @@ here, in the tracker's own process (:data:`TRACKER_MAIN`):
   failed, which ptb-lm-launch turns into its error line and the end of every process.
 * It picks its own address for the scheduler (``--host-ip`` is ignored by the mpi and
   slurm modes); here it takes ptb-lm-launch's.
+* Its YARN mode starts the scheduler through YARN's container script, which cannot run
+  here (not executable in the wheel; a relative import): here it runs the job's command.
 * Its SGE mode reads options its parser never defines (``logdir``, ``vcores``) and gives every
   task of the array job the same environment, without the DMLC_ROLE that MXNet's
   parameter server needs: here the log folder is set, and ptb-lm-launch's command picks
@@ -118,6 +120,17 @@ def run_tracker(job):
         args.sge_log_dir = getattr(args, "sge_log_dir", None) or args.jobname + ".log"
         args.logdir = args.sge_log_dir
         os.makedirs(args.logdir, exist_ok=True)
+    if job["cluster"] == "yarn":
+        # Its scheduler, run here, would be YARN's container script launcher.py, which the wheel installs
+        # without the execute bit (and which imports relatively): the scheduler failed with code 126 while
+        # the job was being submitted. Here it runs the job's command itself, as the other modes do.
+        submit_all = tracker.submit
+
+        def submit_with_the_command(*arguments, **options):
+            options["pscmd"] = " ".join(args.command)
+            return submit_all(*arguments, **options)
+
+        tracker.submit = submit_with_the_command
     module = __import__("dmlc_tracker.%s" % job["cluster"], fromlist=["submit"])
     try:
         module.submit(args)
