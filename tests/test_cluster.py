@@ -5,7 +5,6 @@ SGE's qsub, recorded by stand-ins (no scheduler runs here).
 CI installs OpenMPI, OpenSSH's server and iproute2 from Debian's packages and runs as root; where a
 machine lacks one of them, these tests fail and say which, rather than skip.
 """
-import json
 import os
 import shutil
 import signal
