@@ -5,6 +5,8 @@ Pure Python; nothing here imports mxnet.
 """
 
 import os
+import signal
+import time
 
 # The folder that holds the ptb_lm package (a checkout, or site-packages).
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,14 +28,9 @@ def descendants(pid, proc="/proc"):
     """The process ids below ``pid`` (its children, theirs, ...), read from /proc; deepest last."""
     children = {}
     for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(os.path.join(proc, entry, "stat")) as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(entry))
+        fields = _stat_fields(entry, proc) if entry.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     found, frontier = [], [pid]
     while frontier:
         frontier = [child for parent in frontier for child in children.get(parent, [])]
@@ -43,9 +40,6 @@ def descendants(pid, proc="/proc"):
 
 def end_processes(pids, grace=5.0):
     """SIGTERM ``pids``, then SIGKILL those still there after ``grace`` seconds."""
-    import signal
-    import time
-
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -58,8 +52,14 @@ def end_processes(pids, grace=5.0):
 
 
 def _alive(pid):
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie has ended
+
+
+def _stat_fields(pid, proc="/proc"):
+    """The fields of /proc/PID/stat after the command's name (state, parent, ...); None if it is gone."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(os.path.join(proc, str(pid), "stat")) as f:
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None

@@ -62,9 +62,8 @@ def run_tracker(job):
     """In the tracker's own process: mend dmlc_tracker, then submit ``job`` (a dict: cluster, options, host_ip,
     report) and wait for it; exit 1 with a line in ``job["report"]`` as soon as any of its commands fails."""
     import os
-    import subprocess
-
     import signal
+    import subprocess
 
     from .children import descendants, end_processes
 
