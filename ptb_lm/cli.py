@@ -230,13 +230,15 @@ def evaluate_main(argv=None):
         ctx = resolve_contexts(args.ctx, purpose="evaluating")[0]
         result = score_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
                                   num_steps=args.num_steps, data=args.data, ctx=ctx, context=args.context)
-        from .reporting import format_ppl
+        from .reporting import describe_reading, format_ppl
 
+        seen = ", context %d" % args.context if args.context else ""
+        if result["mode"] == "transformer":
+            seen += "; " + describe_reading(result["num_steps"], args.context)
         logging.getLogger("ptb_lm").info(
             "%(source)s perplexity %(shown)s (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
             "%(unknown)d unknown, mapped to <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d%(seen)s; "
-            "checkpoint %(checkpoint)s" % dict(result, shown=format_ppl(result["ppl"]),
-                                               seen=", context %d" % args.context if args.context else ""))
+            "checkpoint %(checkpoint)s" % dict(result, shown=format_ppl(result["ppl"]), seen=seen))
 
     return _run(body)
 
@@ -257,6 +259,7 @@ def generate_main(argv=None):
     def body():
         from .checkpoint import load
         from .runtime.devices import resolve_contexts
+        from .reporting import describe_reading
         from .sampling import check_sampling, generate
 
         check_sampling(args.words, args.temperature, args.seed)  # before loading anything
@@ -265,6 +268,8 @@ def generate_main(argv=None):
         unknown = [w for w in args.prompt.split() if w not in vocab.word_to_idx]
         if unknown:
             logging.getLogger("ptb_lm").warning("not in the vocabulary, read as <unk>: %s", " ".join(unknown))
+        if not model.carries_state:
+            logging.getLogger("ptb_lm").info(describe_reading(config.num_steps, sampling=True))
         words = generate(model, vocab, args.words, args.temperature, args.prompt, args.seed, ctx,
                          window=config.num_steps)
         text = " ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n")

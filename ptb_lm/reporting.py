@@ -55,6 +55,20 @@ def format_event(event):
     return json.dumps(event)
 
 
+def describe_reading(num_steps, context=None, sampling=False):
+    """How a model with no state (the transformer) reads the stream, for the logs of training, evaluation
+    (``context``: a sliding window) and generation (``sampling``): an RNN carries its state from window to
+    window, this model sees one window at a time."""
+    if sampling:
+        return ("no state crosses windows: each word is sampled from the last %d words alone (the run's window), "
+                "as in the PyTorch example" % num_steps)
+    if context and context > num_steps:
+        return ("no state crosses windows: each %d-token window is scored with up to %d tokens before it, a "
+                "sliding window of %d" % (num_steps, context - num_steps, context))
+    return ("no state crosses windows: each %d-token window is read on its own, as in the PyTorch example, so a "
+            "word sees at most the %d before it" % (num_steps, num_steps - 1))
+
+
 def log_event(event):
     logger.info(format_event(event))
 

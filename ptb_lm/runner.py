@@ -18,7 +18,7 @@ import numpy as np
 from .assembly import assemble
 from .errors import Interrupted, RunFailure, TrainingDiverged
 from .outputs import RunOutputs
-from .reporting import History, Progress, console_logging, log_event, perplexity
+from .reporting import History, Progress, console_logging, describe_reading, log_event, perplexity
 from .resume import begin
 from .runtime import error_summary, import_mxnet
 from .runtime.engine import describe_engine
@@ -195,6 +195,8 @@ def _log_header(run, sharing):
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
                 config.epochs, "" if config.epochs == 1 else "s", config.engine,
                 describe_threads() + (", " + sharing.describe() if sharing.active else ""), describe_engine())
+    if not getattr(run.model, "carries_state", True):
+        logger.info(describe_reading(config.num_steps))
 
 
 def run_epoch(run, epoch, lr, emit, progress, between_batches=None):

@@ -46,7 +46,7 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
 
     ``batch_size`` and ``num_steps`` default to the run's evaluation settings.
     Returns a dict: ``loss``, ``ppl``, ``tokens``, ``scored``, ``unknown``,
-    ``batch_size``, ``num_steps``, ``source`` and ``checkpoint`` (the folder used).
+    ``batch_size``, ``num_steps``, ``source``, ``checkpoint`` (the folder used), ``context`` and ``mode``.
     """
     checkpoint = Checkpoint(path)
     config = checkpoint.config
@@ -78,4 +78,4 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
                                               context)
     return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
             "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": checkpoint.folder,
-            "context": context}
+            "context": context, "mode": config.mode}

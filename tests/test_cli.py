@@ -152,6 +152,32 @@ def test_log_json_writes_batch_epoch_and_test_events(tiny_corpus, tmp_path):
     assert "Test loss" in out.stdout
 
 
+def test_training_evaluation_and_generation_say_that_the_transformer_reads_each_window_on_its_own(
+        tiny_corpus, tmp_path):
+    """An RNN carries its state across windows; the transformer does not, and each command says so, with the
+    run's own window (here 5, not the default 35); an RNN's commands say nothing of the kind."""
+    said = "no state crosses windows"
+    for mode in ("transformer", "lstm"):
+        run = str(tmp_path / mode)
+        train = run_cli(["--data", tiny_corpus, "--mode", mode, "--heads", "2", "--seed", "1", "--save-dir", run]
+                        + TINY)
+        evaluate = run_cli([os.path.join(ROOT, "scripts", "evaluate.py"), run, "--data", tiny_corpus])
+        sliding = run_cli([os.path.join(ROOT, "scripts", "evaluate.py"), run, "--data", tiny_corpus,
+                           "--context", "8"]) if mode == "transformer" else None
+        generate = run_cli([os.path.join(ROOT, "scripts", "generate.py"), run, "--words", "5", "--seed", "1"])
+        for out in (train, evaluate, generate):
+            assert out.returncode == 0, out.stderr
+        logs = [out.stdout + out.stderr for out in (train, evaluate, generate)]
+        if mode == "lstm":
+            assert not any(said in log for log in logs)
+            continue
+        for log in logs[:2]:
+            assert said in log and "each 5-token window is read on its own" in log, log
+        assert said in logs[2] and "sampled from the last 5 words alone" in logs[2], logs[2]
+        assert sliding.returncode == 0, sliding.stderr
+        assert "each 5-token window is scored with up to 3 tokens before it" in sliding.stdout + sliding.stderr
+
+
 @pytest.mark.ptb
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["rnn_relu", "rnn_tanh", "lstm", "gru"])
