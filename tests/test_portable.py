@@ -82,7 +82,8 @@ def test_per_line_log_probabilities_sum_to_the_whole_texts_under_batch_one(expor
     logits, _ = model.step(np.concatenate([[model.ids["<eos>"]], ids])[:-1].reshape(-1, 1), model.begin_state(1))
     z = logits[:, 0, :].astype(np.float64)
     log_probs = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
-    assert first == pytest.approx(float(log_probs[np.arange(len(ids)), ids].sum()), rel=1e-9)
+    # float64 here; ptb_lm_onnx's exponentials are float32, each off by at most 2**-24 relative
+    assert first == pytest.approx(float(log_probs[np.arange(len(ids)), ids].sum()), abs=1e-7 * len(ids), rel=0)
 
 
 def test_a_newer_export_format_is_one_line(exported, tmp_path):
