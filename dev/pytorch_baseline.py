@@ -43,7 +43,7 @@ CONFIGS = {
                     lr=1.0, clipping_norm=0.2),
     "zaremba-small-shape": dict(mode="lstm", embed=200, hidden=200, layers=2, dropout=0.0, batch=20, steps=20,
                                 lr=1.0, clipping_norm=5.0 / 20),
-    "transformer-small-shape": dict(mode="transformer", embed=200, hidden=200, layers=2, dropout=0.2, batch=20,
+    "transformer-small-shape": dict(mode="transformer", embed=200, hidden=200, layers=2, dropout=0.1, batch=20,
                                     steps=35, lr=5.0 / 35, clipping_norm=0.25, heads=2, ffn=200),
 }
 
@@ -250,6 +250,8 @@ def train_full(name, corpus, vocab, args):
     cfg = dict(CONFIGS[name])
     if args.lr is not None:
         cfg["lr"] = args.lr
+    if args.dropout is not None:
+        cfg["dropout"] = args.dropout
     torch.manual_seed(args.seed)
     model = build(cfg, vocab)
     steps = cfg["steps"]
@@ -293,6 +295,8 @@ def main(argv=None):
                                                          "one config in --configs and write its events to --json")
     parser.add_argument("--lr", type=float, help="with --train-epochs: the rate (ptb_lm's convention: summed "
                                                  "loss, step lr / batch size)")
+    parser.add_argument("--dropout", type=float, help="with --train-epochs: the dropout rate instead of the "
+                                                      "config's")
     parser.add_argument("--lr-decay", type=float, help="with --train-epochs: multiply the rate by this after an "
                                                        "epoch that did not improve")
     parser.add_argument("--eval-batch-size", type=int, help="with --train-epochs: validation and test batch size")

@@ -113,3 +113,33 @@ def test_the_load_table_gives_each_copys_share_of_its_speed_alone(corpus, tmp_pa
     row = [l for l in result.stdout.splitlines() if l.startswith("| chapter | ptb_lm | together:2 |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[5].startswith("%.2f" % statistics.median(together["shares"]))
+
+
+def test_the_pytorch_baselines_configs_are_the_benchmarks_shapes():
+    """dev/pytorch_baseline.py writes its configs again (it runs where ptb_lm may not import, and here without
+    torch, so they are read from its source): each must be the same model and schedule as the benchmark's
+    config of that name, or the two columns time different things and the trained rows compare different
+    models."""
+    import ast
+
+    from ptb_lm.benchmark import CONFIGS, PYTORCH_BASELINE, config_for
+
+    tree = ast.parse(open(PYTORCH_BASELINE).read())
+    assigned = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", None) == "CONFIGS" for t in node.targets))
+
+    def value(node):  # a literal or arithmetic on literals, such as 5.0 / 20
+        return eval(compile(ast.Expression(node), PYTORCH_BASELINE, "eval"), {"__builtins__": {}})
+
+    baseline = {value(key): {kw.arg: value(kw.value) for kw in call.keywords}
+                for key, call in zip(assigned.keys, assigned.values)}
+    assert set(baseline) == set(CONFIGS)
+    for name, theirs in baseline.items():
+        ours = config_for(name)
+        assert theirs["mode"] == ours.mode and theirs["layers"] == ours.num_layers, name
+        assert (theirs["embed"], theirs["hidden"]) == (ours.embed_dim, ours.hidden_dim), name
+        assert (theirs["batch"], theirs["steps"]) == (ours.batch_size, ours.num_steps), name
+        assert theirs["dropout"] == ours.dropout, name
+        assert theirs["lr"] == pytest.approx(ours.lr) and theirs["clipping_norm"] == ours.clipping_norm, name
+        if ours.mode == "transformer":
+            assert (theirs["heads"], theirs["ffn"]) == (ours.heads, ours.feed_forward), name
