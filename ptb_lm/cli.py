@@ -139,14 +139,14 @@ def config_from_args(args):
     return from_preset(args.preset or "chapter", **explicit), None
 
 
-def setup_logging(level=logging.INFO):
-    """Log lines as they are: information to stdout, warnings and errors to stderr.
+def setup_logging(level=logging.INFO, info=None):
+    """Log lines as they are: information to ``info`` (stdout unless given), warnings and errors to stderr.
 
     The library only logs; this decides where it goes.
     """
     from .reporting import ConsoleHandler
 
-    out = ConsoleHandler(sys.stdout)  # writes above a progress bar, never onto its line
+    out = ConsoleHandler(info or sys.stdout)  # writes above a progress bar, never onto its line
     out.addFilter(lambda record: record.levelno < logging.WARNING)
     err = ConsoleHandler(sys.stderr, level=logging.WARNING)
     root = logging.getLogger("ptb_lm")
@@ -176,10 +176,11 @@ def _as_typed(err):
     return message
 
 
-def _run(body):
+def _run(body, info=None):
     """Run ``body()`` with the command lines' error handling: one line ``ptb-lm: error: ...`` on stderr
-    and the error's exit code (2 bad input, 1 a run that could not go on, 130 Ctrl-C)."""
-    setup_logging()
+    and the error's exit code (2 bad input, 1 a run that could not go on, 130 Ctrl-C); information lines
+    go to ``info`` (stdout unless given)."""
+    setup_logging(info=info)
     try:
         return body() or 0
     except PtbLmError as err:
@@ -275,7 +276,7 @@ def generate_main(argv=None):
         text = " ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n")
         sys.stdout.write((args.prompt + " " if args.prompt else "") + text.strip(" ") + "\n")
 
-    return _run(body)
+    return _run(body, info=sys.stderr)  # stdout carries the text alone
 
 
 def plot_main(argv=None):
