@@ -234,7 +234,7 @@ def evaluate_main(argv=None):
         from .reporting import describe_reading, format_ppl
 
         seen = ", context %d" % args.context if args.context else ""
-        if result["mode"] == "transformer":
+        if not result["carries_state"]:
             seen += "; " + describe_reading(result["num_steps"], args.context)
         logging.getLogger("ptb_lm").info(
             "%(source)s perplexity %(shown)s (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "

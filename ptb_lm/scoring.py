@@ -46,7 +46,8 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
 
     ``batch_size`` and ``num_steps`` default to the run's evaluation settings.
     Returns a dict: ``loss``, ``ppl``, ``tokens``, ``scored``, ``unknown``,
-    ``batch_size``, ``num_steps``, ``source``, ``checkpoint`` (the folder used), ``context`` and ``mode``.
+    ``batch_size``, ``num_steps``, ``source``, ``checkpoint`` (the folder used), ``context`` and ``carries_state``
+    (False for a model that reads each window on its own).
     """
     checkpoint = Checkpoint(path)
     config = checkpoint.config
@@ -78,4 +79,4 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
                                               context)
     return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
             "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": checkpoint.folder,
-            "context": context, "mode": config.mode}
+            "context": context, "carries_state": getattr(model, "carries_state", True)}
