@@ -349,6 +349,37 @@ def test_the_tracker_hands_the_cluster_tool_the_training_command(tiny_corpus, tm
         assert "SGE_TASK_ID:-1}\" -le 2 ]; then DMLC_ROLE=worker; else DMLC_ROLE=server" in recorded
 
 
+OPEN_MPI = """#!/bin/sh
+# answers as Open MPI's mpirun, records each launch, then fails it after a moment
+if [ "$1" = --version ]; then echo "mpirun (Open MPI) 4.1.4"; exit 0; fi
+printf '%%s\\n' "$*" >> %(log)s
+sleep 1
+exit 3
+"""
+
+
+def test_each_mpirun_gets_a_session_folder_of_its_own_removed_at_the_end(tiny_corpus, tmp_path):
+    """dmlc_tracker starts the workers' and the servers' mpirun together, and Open MPI 4 races on its shared
+    session folder (/tmp/ompi.HOST.UID: "unable to create the desired directory ... File exists"): each
+    mpirun must get its own --mca orte_tmpdir_base, and the folders go when the job ends."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = str(tmp_path / "calls.txt")
+    path = bin_dir / "mpirun"
+    path.write_text(OPEN_MPI % {"log": calls})
+    path.chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    out = subprocess.run([sys.executable, LAUNCH, "--launcher", "mpi", "--num-workers", "2", "--servers", "1",
+                          "--", "--data", tiny_corpus, "--epochs", "1"] + TRAIN,
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 1 and "exited with code 3" in out.stderr, out.stderr[-2000:]
+    launches = open(calls).read().splitlines()
+    assert len(launches) == 2, launches  # the workers' and the servers'
+    folders = [line.split("--mca orte_tmpdir_base ", 1)[1].split()[0] for line in launches]
+    assert len(set(folders)) == 2, folders
+    assert not any(os.path.exists(folder) for folder in folders), folders
+
+
 HADOOP = """#!/bin/sh
 case "$1" in version) echo "Hadoop 3.3.6";; classpath) echo /opt/hadoop/share;; esac
 """

@@ -1,7 +1,7 @@
 """MXNet's own cluster launcher, dmlc_tracker (in the mxnet wheel), made to run on today's Pythons.
 
 ``ptb-lm-launch --launcher mpi|slurm|sge|yarn`` hands the job to dmlc_tracker's submit
-functions, not to a rewrite of them. Three things stand in their way, and are mended
+functions, not to a rewrite of them. What stands in their way is mended
 here, in the tracker's own process (:data:`TRACKER_MAIN`):
 
 * On Python >= 3.9 ``threading.Thread.isAlive`` is gone (it is ``is_alive``); the tracker
@@ -14,6 +14,11 @@ here, in the tracker's own process (:data:`TRACKER_MAIN`):
   failed, which ptb-lm-launch turns into its error line and the end of every process.
 * It picks its own address for the scheduler (``--host-ip`` is ignored by the mpi and
   slurm modes); here it takes ptb-lm-launch's.
+* Its MPI mode starts the workers' and the servers' mpirun at the same moment, and Open MPI 4
+  creates its session folder (/tmp/ompi.HOST.UID) with a race between the two: one of them
+  fails now and then with "A call to mkdir was unable to create the desired directory ...
+  File exists" (open-mpi/ompi#8510). Here each mpirun gets a session folder of its own
+  (``--mca orte_tmpdir_base``), removed when the tracker ends.
 * Its YARN mode starts the scheduler through YARN's container script, which cannot run
   here (not executable in the wheel; a relative import): here it runs the job's command.
 * Its SGE mode reads options its parser never defines (``logdir``, ``vcores``) and gives every
@@ -65,6 +70,9 @@ def run_tracker(job):
     import signal
     import subprocess
 
+    import shutil
+    import tempfile
+
     from .children import descendants, end_processes
 
     make_tracker_importable()
@@ -72,11 +80,13 @@ def run_tracker(job):
 
     report = job["report"]
     me = os.getpid()
+    sessions = tempfile.mkdtemp(prefix="ptb-lm-mpi-")  # the mpiruns' own session folders, below this
 
     def end_everything(code):
         """End every process the tracker started (the scheduler, mpirun or srun and, below them, the ranks
         here), however deep, then this one."""
         end_processes(descendants(me))
+        shutil.rmtree(sessions, ignore_errors=True)
         sys.stderr.flush()
         os._exit(code)
 
@@ -131,6 +141,17 @@ def run_tracker(job):
 
         tracker.submit = submit_with_the_command
     module = __import__("dmlc_tracker.%s" % job["cluster"], fromlist=["submit"])
+    if job["cluster"] == "mpi":
+        # dmlc_tracker calls get_mpi_env once for each mpirun it builds: Open MPI's options go there
+        mpi_env = module.get_mpi_env
+
+        def own_session(envs):
+            flags = mpi_env(envs)
+            if flags.startswith(" -x "):  # Open MPI (MPICH's are -env and have no such race)
+                flags = " --mca orte_tmpdir_base %s%s" % (tempfile.mkdtemp(dir=sessions), flags)
+            return flags
+
+        module.get_mpi_env = own_session
     try:
         module.submit(args)
     except Exception as err:  # noqa: BLE001 - what the cluster tool refused, as one line
@@ -138,6 +159,7 @@ def run_tracker(job):
     for thread in threading.enumerate():  # the servers' mpirun or srun, still finishing
         if thread is not threading.current_thread():
             thread.join(60)
+    shutil.rmtree(sessions, ignore_errors=True)
     end_everything(0)
 
 
