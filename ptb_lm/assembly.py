@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from .batches import BatchPlan, device_batches
 from .config import check_fits_data
-from .data import Corpus, batch_starts
+from .data import UNK, Corpus, batch_starts
 from .download import locate_ptb
 from .levers import FastLevers
 from .loss import training_loss_for
@@ -30,9 +30,14 @@ from mxnet import gluon  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
-def load_corpus(config):
-    """Find PTB as ``config.data`` says and tokenise it."""
-    return Corpus(locate_ptb(config.data))
+def load_corpus(config, vocabulary=None):
+    """Find the data as ``config.data`` says and tokenise it; ``vocabulary``, a resumed checkpoint's, decides
+    whether ``<unk>`` is added (a model trained before ptb_lm added it has none)."""
+    corpus = Corpus(locate_ptb(config.data), add_unk=vocabulary is None or UNK in vocabulary.word_to_idx)
+    if corpus.added_unk:
+        logger.info("the data has no %s: it is added to the vocabulary (id %d), so that the trained model reads "
+                    "words it never saw as %s", UNK, len(corpus.dictionary) - 1, UNK)
+    return corpus
 
 
 @dataclass
@@ -86,16 +91,19 @@ class Run:
                 progress.close()
 
 
-def assemble(config, corpus=None, levers=FastLevers()):
+def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None):
     """Build the data plan, the model and the updater that ``config`` describes.
 
     ``levers`` turns the fast engine's levers off one by one, for measuring them
     (:class:`~ptb_lm.levers.FastLevers`); the imperative engine uses none of them.
     """
-    corpus = corpus or load_corpus(config)
+    corpus = corpus or load_corpus(config, vocabulary)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
-    ctxs = resolve_contexts(config.ctx)
+    said = []  # the device line, said by rank 0 alone once the ranks are known
+    ctxs = resolve_contexts(config.ctx, say=said.append)
     kv, rank, num_workers = create_kvstore(config.kvstore, ctxs)
+    for line in said if rank == 0 else ():
+        logger.info(line)
     fast = config.engine == "fast"
     # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
     # A row-sparse, lazily updated embedding is the same math for plain SGD without weight decay only.

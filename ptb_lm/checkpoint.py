@@ -39,7 +39,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import Dictionary
-from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed
+from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed, arg
 from .files import sha256_of
 from .model import build_model
 from .runtime import error_summary, import_mxnet
@@ -115,8 +115,8 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False, opti
     except (OSError, mx.base.MXNetError) as err:
         kept = _describe_last(save_dir)
         raise WriteFailed("cannot write the checkpoint of epoch %d in %s (%s); %s. Free space or fix the "
-                          "folder, then continue with --resume %s"
-                          % (state["epoch"], save_dir, _reason(err), kept, save_dir)) from None
+                          "folder, then continue with %s"
+                          % (state["epoch"], save_dir, _reason(err), kept, arg("resume", save_dir))) from None
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -146,6 +146,8 @@ def _write_text(path, text):
 def _reason(err):
     if isinstance(err, OSError):
         return err.strerror or str(err)
+    if "fwrite" in str(err) or "fopen" in str(err):  # MXNet's own C++ file writes say only "Check failed"
+        return "MXNet could not write the file: the disk is full, or a file-size limit was reached"
     return error_summary(err)
 
 
@@ -200,16 +202,16 @@ class SaveDirLock(object):
         try:
             handle = open(self.path, "a+")
         except OSError as err:
-            raise SaveDirError("cannot write in --save-dir %s (%s): choose a folder you can write to"
-                               % (self.save_dir, _reason(err))) from None
+            raise SaveDirError("cannot write in %s (%s): choose a folder you can write to"
+                               % (arg("save_dir", self.save_dir), _reason(err))) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise SaveDirError("--save-dir %s is in use by %s: wait for that run to end, or choose another "
-                               "--save-dir" % (self.save_dir, holder)) from None
+            raise SaveDirError("%s is in use by %s: wait for that run to end, or choose another %s"
+                               % (arg("save_dir", self.save_dir), holder, arg("save_dir"))) from None
         handle.seek(0)
         previous = handle.read().strip()
         if previous:
@@ -222,8 +224,8 @@ class SaveDirLock(object):
             handle.flush()
         except OSError as err:
             handle.close()
-            raise SaveDirError("cannot write in --save-dir %s (%s): free space or choose another folder"
-                               % (self.save_dir, _reason(err))) from None
+            raise SaveDirError("cannot write in %s (%s): free space or choose another folder"
+                               % (arg("save_dir", self.save_dir), _reason(err))) from None
         self._file = handle
         return self
 
@@ -243,14 +245,14 @@ def prepare_save_dir(save_dir):
     try:
         os.makedirs(save_dir, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise SaveDirError("--save-dir %s: a file is in the way (the path or one of its parents is a file, "
-                           "not a folder); choose another --save-dir" % save_dir) from None
+        raise SaveDirError("%s: a file is in the way (the path or one of its parents is a file, "
+                           "not a folder); choose another %s" % (arg("save_dir", save_dir), arg("save_dir"))) from None
     except OSError as err:
-        raise SaveDirError("cannot create --save-dir %s (%s): choose a folder you can write to"
-                           % (save_dir, _reason(err))) from None
+        raise SaveDirError("cannot create %s (%s): choose a folder you can write to"
+                           % (arg("save_dir", save_dir), _reason(err))) from None
     if not os.access(save_dir, os.W_OK | os.X_OK):
-        raise SaveDirError("cannot write in --save-dir %s (permission denied): choose a folder you can write to"
-                           % save_dir)
+        raise SaveDirError("cannot write in %s (permission denied): choose a folder you can write to"
+                           % arg("save_dir", save_dir))
 
 
 # --- reading ------------------------------------------------------------------------------------

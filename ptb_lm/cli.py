@@ -7,6 +7,7 @@ Every failure is one line ``ptb-lm: error: ...`` that names the flag as typed.
 """
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -27,7 +28,47 @@ class Parser(argparse.ArgumentParser):
         super(Parser, self).__init__(*args, **kwargs)
 
     def error(self, message):
-        self.exit(2, "ptb-lm: error: %s (%s --help lists the flags)\n" % (message, self.prog))
+        self.exit(2, "ptb-lm: error: %s%s (%s --help lists the flags)\n" % (message, self._hints(message), self.prog))
+
+    def _hints(self, message):
+        """For an unrecognized flag: ptb_lm's own for it, as ``: did you mean ...``."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [s for action in self._actions for s in action.option_strings]
+        hints = []
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            if flag in PYTORCH_FLAGS:
+                ours, note = PYTORCH_FLAGS[flag]
+                if ours.split()[0] in known:
+                    hints.append("%s is ptb_lm's %s%s" % (flag, ours, note))
+                continue
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+            if close:
+                hints.append("did you mean %s?" % close[0])
+        return ": " + "; ".join(hints) if hints else ""
+
+
+# The PyTorch word_language_model example's flags, and ptb_lm's for each.
+PYTORCH_FLAGS = {
+    "--emsize": ("--embed-dim", ""),
+    "--nhid": ("--hidden-dim", ""),
+    "--nlayers": ("--num-layers", ""),
+    "--bptt": ("--num-steps", ""),
+    "--batch_size": ("--batch-size", ""),
+    "--clip": ("--clipping-norm", " (the same number: ptb_lm clips the summed gradient at it x num-steps x "
+                                  "batch-size)"),
+    "--log-interval": ("--eval-period", ""),
+    "--save": ("--save-dir", " (a folder of checkpoints)"),
+    "--nhead": ("--heads", ""),
+    "--dry-run": ("--epochs 1 --max-batches N", ""),
+    "--model": ("--mode", " (lstm, gru, rnn_tanh, rnn_relu or transformer, in lower case)"),
+    "--tied": ("--tied", ""),
+    "--cuda": ("--ctx gpu", ""),
+    "--lr": ("--lr", ""),
+}
 
 def _betas(text):
     """``--betas 0.9,0.999`` -> (0.9, 0.999)."""
@@ -168,7 +209,7 @@ def _as_typed(err):
     """``err``'s message, naming the flag as typed where it names a setting (``--batch-size``, not ``batch_size``)."""
     import re
 
-    message = str(err)
+    message = err.for_command_line() if isinstance(err, PtbLmError) else str(err)
     setting = getattr(err, "setting", None)
     if setting:
         message = re.sub(r"(?<![\w-])%s(?![\w-])" % re.escape(setting), "--" + setting.replace("_", "-"), message,
@@ -210,12 +251,14 @@ def _checkpoint_argument(parser):
 
 
 def evaluate_main(argv=None):
-    """ptb-lm-evaluate: perplexity of a checkpoint on a PTB split or on any text file."""
+    """ptb-lm-evaluate: perplexity of a checkpoint on a split of the data it was trained on, or on any text file."""
     parser = Parser(prog="ptb-lm-evaluate", description=evaluate_main.__doc__)
     _checkpoint_argument(parser)
-    parser.add_argument("--split", default="test", help="valid, test or train (default: test; ignored with --text)")
+    parser.add_argument("--split", default="test", help="valid, test or train of the run's data (default: test; "
+                                                         "ignored with --text)")
     parser.add_argument("--text", help="a UTF-8 text file, one sentence per line, instead of a PTB split")
-    parser.add_argument("--data", help="PTB folder or zip (default: data/ptb/, else data/ptb.zip, else download)")
+    parser.add_argument("--data", help="the data whose --split is read: a folder or zip (default: the data the run "
+                                       "was trained on)")
     parser.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's); it changes "
                                                        "perplexity, since each stream starts from a zero state")
     parser.add_argument("--num-steps", type=int, help="time steps per batch (default: the run's)")
@@ -236,10 +279,12 @@ def evaluate_main(argv=None):
         seen = ", context %d" % args.context if args.context else ""
         if not result["carries_state"]:
             seen += "; " + describe_reading(result["num_steps"], args.context)
+        read = "; read from %s" % result["data"] if result["data"] else ""
         logging.getLogger("ptb_lm").info(
             "%(source)s perplexity %(shown)s (loss %(loss).4f) on %(tokens)d tokens (%(scored)d scored; "
-            "%(unknown)d unknown, mapped to <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d%(seen)s; "
-            "checkpoint %(checkpoint)s" % dict(result, shown=format_ppl(result["ppl"]), seen=seen))
+            "%(unknown)d unknown, read as <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d%(seen)s; "
+            "checkpoint %(checkpoint)s%(read)s" % dict(result, shown=format_ppl(result["ppl"]), seen=seen,
+                                                         read=read))
 
     return _run(body)
 
@@ -255,18 +300,24 @@ def generate_main(argv=None):
                                                  "(default: a different text each time)")
     parser.add_argument("--prompt", default="", help="words to start from; words outside the vocabulary read as "
                                                      "<unk>, and are named (default: none, start of a sentence)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse prompt words outside the vocabulary instead of reading them as <unk>")
     args = parser.parse_args(argv)
 
     def body():
         from .checkpoint import load
         from .runtime.devices import resolve_contexts
         from .reporting import describe_reading
-        from .sampling import check_sampling, generate
+        from .sampling import check_sampling, generate, prompt_ids
 
         check_sampling(args.words, args.temperature, args.seed)  # before loading anything
         ctx = resolve_contexts(args.ctx, purpose="generating")[0]
         model, vocab, config = load(args.checkpoint, ctx=ctx)
-        unknown = [w for w in args.prompt.split() if w not in vocab.word_to_idx]
+        _, unknown = prompt_ids(vocab, args.prompt)
+        if unknown and args.strict:
+            from .errors import DataError
+
+            raise DataError("--prompt has words outside the vocabulary: %s" % " ".join(unknown))
         if unknown:
             logging.getLogger("ptb_lm").warning("not in the vocabulary, read as <unk>: %s", " ".join(unknown))
         if not model.carries_state:
@@ -280,10 +331,12 @@ def generate_main(argv=None):
 
 
 def plot_main(argv=None):
-    """ptb-lm-plot: a PNG of train and validation perplexity by epoch from a --log-json file."""
+    """ptb-lm-plot: a PNG of train and validation perplexity by epoch from a run's --log-json file or save dir."""
     parser = Parser(prog="ptb-lm-plot", description=plot_main.__doc__)
-    parser.add_argument("log_json", help="the file written by ptb-lm-train --log-json")
-    parser.add_argument("--out", help="the PNG to write (default: the log's name with .png)")
+    parser.add_argument("log_json", metavar="RUN", help="the file written by ptb-lm-train --log-json, or a save dir "
+                                                        "(its events are in its checkpoints)")
+    parser.add_argument("--out", help="the PNG to write (default: the log's name with .png; for a save dir, "
+                                      "DIR/curves.png)")
     parser.add_argument("--reference", action="append", default=[], metavar="EPOCH=PPL",
                         help="a validation perplexity printed elsewhere, drawn as a point; repeatable "
                              "(e.g. the chapter's: --reference 14=178.52 --reference 26=173.24)")
@@ -299,11 +352,15 @@ def plot_main(argv=None):
             from .plotting import plot_history
         except ImportError:
             raise DataError("plotting needs matplotlib: pip install -e '.[plot]'") from None
-        try:
-            events = read_events(args.log_json)
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError("cannot read %s: %s" % (args.log_json, err)) from None
-        out = args.out or os.path.splitext(args.log_json)[0] + ".png"
+        if os.path.isdir(args.log_json):
+            events = _run_events(args.log_json)
+            out = args.out or os.path.join(args.log_json, "curves.png")
+        else:
+            try:
+                events = read_events(args.log_json)
+            except (OSError, ValueError, KeyError) as err:
+                raise DataError("cannot read %s: %s" % (args.log_json, err)) from None
+            out = args.out or os.path.splitext(args.log_json)[0] + ".png"
         reference = {}
         for item in args.reference:
             epoch, _, ppl = item.partition("=")
@@ -318,6 +375,22 @@ def plot_main(argv=None):
         logging.getLogger("ptb_lm").info("wrote %s", out)
 
     return _run(body)
+
+
+def _run_events(save_dir):
+    """A save dir's events: its log's, if it names one that is there (it holds the test figure too), else those
+    its last checkpoint holds."""
+    from .checkpoint import Checkpoint
+    from .reporting import read_events
+
+    checkpoint = Checkpoint(save_dir)
+    log = checkpoint.config.log_json
+    if log and os.path.isfile(log):
+        try:
+            return read_events(log)
+        except (OSError, ValueError, KeyError):
+            pass  # the checkpoint's own events below
+    return checkpoint.state["events"]
 
 
 def launch_main(argv=None):
@@ -349,6 +422,9 @@ def launch_main(argv=None):
     parser.add_argument("--host-ip", default=None,
                         help="the address workers reach the scheduler at (default: 127.0.0.1 with --local and "
                              "--launcher mpi without a host file, else this machine's hostname)")
+    parser.add_argument("--allow-run-as-root", action="store_true",
+                        help="with --launcher mpi: let Open MPI run as root, as in most containers (it sets "
+                             "OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)")
     parser.add_argument("--tracker-option", action="append", default=[], metavar="OPTION",
                         help="passed to dmlc_tracker as it is (e.g. --tracker-option=--queue=gpu with sge); "
                              "repeatable")
@@ -358,7 +434,7 @@ def launch_main(argv=None):
 
     def body():
         from .errors import LaunchError
-        from .runtime.launcher import launch, launch_on_cluster, read_hosts
+        from .runtime.launcher import MPI_ROOT_VARIABLES, launch, launch_on_cluster, read_hosts
 
         launcher = args.launcher or ("ssh" if args.hosts else "local" if args.local is not None else None)
         if launcher is None:
@@ -366,6 +442,10 @@ def launch_main(argv=None):
                               "--num-workers N")
         if (args.local is not None and launcher != "local") or (args.hosts and launcher != "ssh"):
             raise LaunchError("--local goes with --launcher local and --hosts with --launcher ssh: give one of them")
+        if args.allow_run_as_root:
+            if launcher != "mpi":
+                raise LaunchError("--allow-run-as-root goes with --launcher mpi (Open MPI's rule)")
+            os.environ.update({name: "1" for name in MPI_ROOT_VARIABLES})  # the tracker's mpirun inherits them
         if launcher in ("local", "ssh"):
             hosts = read_hosts(args.hosts) if launcher == "ssh" else None
             if launcher == "ssh" and not hosts:
@@ -539,7 +619,8 @@ def export_main(argv=None):
     parser.add_argument("--force", action="store_true", help="replace --out if it already holds something")
     parser.add_argument("--route", default="auto", help="auto (MXNet's exporter where it matches, else ptb_lm's), "
                                                          "mxnet or ptb_lm (default: auto)")
-    parser.add_argument("--data", help="PTB, for the test perplexity measured on export (default: as training)")
+    parser.add_argument("--data", help="the data whose test split the export is measured on (default: the data the "
+                                       "run was trained on, if it is there; nothing is downloaded)")
     parser.add_argument("--batch-size", type=int, help="the batch size of that measurement (default: the run's)")
     args = parser.parse_args(argv)
 

@@ -12,6 +12,8 @@ import zlib
 
 import numpy as np
 
+from ptb_lm_onnx import no_unk_message
+
 from .errors import DataError
 
 EOS = "<eos>"
@@ -72,13 +74,23 @@ def encode(lines, dictionary, unknown=None):
         ids = [dictionary.add_word(w) for w in tokenize_lines(lines)]
         return np.array(ids, dtype=np.int32)
     lookup = dictionary.word_to_idx.get
-    ids = np.array([lookup(w, -1) for w in tokenize_lines(lines)], dtype=np.int32)
+    words = list(tokenize_lines(lines))
+    ids = np.array([lookup(w, -1) for w in words], dtype=np.int32)
     missing = ids < 0
     if missing.any():
-        if unknown not in dictionary.word_to_idx:
-            raise DataError("the text has words outside the vocabulary, which has no %r to map them to" % unknown)
-        ids[missing] = dictionary.word_to_idx[unknown]
+        ids[missing] = unknown_id(dictionary, [w for w, m in zip(words, missing) if m], unknown)
     return ids, int(missing.sum())
+
+
+def unknown_id(dictionary, words, unknown=UNK):
+    """The id that ``words``, outside ``dictionary``, are read as: that of ``<unk>``.
+
+    Every vocabulary ptb_lm builds has ``<unk>`` (:class:`Corpus`); one from a model trained before
+    that may not, and its unknown words are refused by name rather than read as another word.
+    """
+    if unknown not in dictionary.word_to_idx:
+        raise DataError(no_unk_message(words))
+    return dictionary.word_to_idx[unknown]
 
 
 class Corpus(object):
@@ -92,14 +104,20 @@ class Corpus(object):
     * the chapter's file prefix, e.g. ``'data/ptb/ptb.'``.
 
     The dictionary grows over train, then valid, then test, so ids match the chapter's.
+    A corpus without ``<unk>`` (PTB has one) gains it last, so that a trained model can read
+    any text: words it never saw read as ``<unk>``. ``add_unk=False`` builds the vocabulary of
+    a model trained before that (``added_unk`` says whether it was added).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, add_unk=True):
         self.dictionary = Dictionary()
         texts = read_split_texts(path)
         self.train = self.tokenize(texts["train"])
         self.valid = self.tokenize(texts["valid"])
         self.test = self.tokenize(texts["test"])
+        self.added_unk = add_unk and UNK not in self.dictionary.word_to_idx
+        if self.added_unk:
+            self.dictionary.add_word(UNK)
 
     def tokenize(self, text):
         """Add the words of ``text`` to the dictionary; return their ids (int32)."""

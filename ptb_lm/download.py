@@ -177,3 +177,26 @@ def locate_ptb(data=None, data_dir=DEFAULT_DATA_DIR, url=PTB_URL, sha1=PTB_SHA1)
     unpack_ptb(zip_path, folder)
     logger.info("PTB verified (sha1 %s) and unpacked to %s", sha1, os.path.abspath(folder))
     return folder
+
+
+def locate_run_data(given, trained_on, fetch=True, data_dir=DEFAULT_DATA_DIR):
+    """The data a trained model's tools read: ``given`` (their ``--data``) if any, else what the run was trained
+    on (its config's ``data``), else PTB, found as training finds it and downloaded only if ``fetch``.
+
+    A model trained on a corpus of the user's never reads PTB unless told to. Raises DataError, naming the
+    path and what to do, where the data is not there.
+    """
+    if given is not None:
+        return os.fspath(given)
+    if trained_on is not None:
+        if not os.path.exists(trained_on):
+            raise DataError("the run was trained on %s, which is not there any more: give the data with --data"
+                            % trained_on)
+        return trained_on
+    if fetch:
+        return locate_ptb(None, data_dir)
+    found, _ = find_ptb(data_dir)
+    if found is None:
+        raise DataError("the run was trained on PTB, which is not in %s: give it with --data"
+                        % os.path.abspath(data_dir))
+    return found

@@ -16,13 +16,49 @@
 
 Each message names the thing and what to do. Anything else that escapes is a
 bug of ours, and keeps its traceback.
+
+A message names the settings it asks for with :func:`arg`, so that it speaks to whoever
+reads it: ``str(err)`` (a notebook) says ``save_dir='runs/nb'``, and a command line
+(:meth:`PtbLmError.for_command_line`) says ``--save-dir runs/nb``.
 """
+
+import re
+
+# A mark: NUL, the name, then SOH and a string value or STX and a number's, then NUL.
+_ARG = re.compile("\x00([a-z_]+)([\x01\x02])([^\x00]*)\x00")
+
+
+def arg(name, value=None):
+    """The setting ``name`` (a TrainConfig field or an argument such as ``resume``), with ``value`` if given,
+    as a message names it: see the module's docstring."""
+    kind = "\x01" if value is None or isinstance(value, str) else "\x02"
+    return "\x00%s%s%s\x00" % (name, kind, "" if value is None else value)
+
+
+def for_python(text):
+    """``text`` with its :func:`arg` marks as Python names them: ``name='value'``, ``name=2``, or ``name``."""
+    def python(match):
+        name, kind, value = match.groups()
+        return name if not value else "%s=%s" % (name, repr(value) if kind == "\x01" else value)
+    return _ARG.sub(python, text)
+
+
+def for_command_line(text):
+    """``text`` with its :func:`arg` marks as a command line names them: ``--name value``, or ``--name``."""
+    return _ARG.sub(lambda m: "--" + m.group(1).replace("_", "-") + (" " + m.group(3) if m.group(3) else ""), text)
 
 
 class PtbLmError(Exception):
     """Base of the errors a user is shown as one line ``ptb-lm: error: ...``."""
 
     exit_code = 1
+
+    def __str__(self):
+        return for_python(super(PtbLmError, self).__str__())
+
+    def for_command_line(self):
+        """The message as a command line shows it (flags, not Python names)."""
+        return for_command_line(super(PtbLmError, self).__str__())
 
 
 class UserError(PtbLmError, ValueError):

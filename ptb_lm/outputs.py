@@ -6,12 +6,13 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
-from .checkpoint import SaveDirLock, save_checkpoint
-from .errors import SaveDirError
+from .checkpoint import Checkpoint, SaveDirLock, save_checkpoint
+from .errors import PtbLmError, SaveDirError, arg
 from .files import partial_path
 from .reporting import JsonlWriter
 from .runtime.children import PACKAGE_ROOT, last_line
@@ -25,6 +26,26 @@ PLOT_TIMEOUT = 300
 PLOTTER = "import sys; sys.path.insert(0, %r); from ptb_lm.plotting import main; main()"
 
 
+def held_run(save_dir):
+    """Why a new run cannot start in ``save_dir``, which holds one, and what to do instead."""
+    try:
+        held = Checkpoint(os.path.join(save_dir, "last"))
+        done, planned = held.epoch, held.config.epochs
+    except PtbLmError:
+        done = planned = None
+    if done is not None and done >= planned:
+        return ("%s already holds a complete run (%d of %d epochs): give a new %s, or train it further with "
+                "%s and %s (nothing was changed)" % (arg("save_dir", save_dir), done, planned, arg("save_dir"),
+                                                     arg("resume", save_dir), arg("epochs", done + 1)))
+    return ("%s already holds a run: continue it with %s, or give a new %s (nothing was changed)"
+            % (arg("save_dir", save_dir), arg("resume", save_dir), arg("save_dir")))
+
+
+def can_plot():
+    """Whether curves can be drawn: matplotlib is an optional extra ('.[plot]')."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 class RunOutputs(object):
     """What a run writes besides its return value: the save dir (locked) and the JSON log.
 
@@ -34,38 +55,77 @@ class RunOutputs(object):
 
     def __init__(self, config, resuming):
         self.config = config
+        # What checkpoints hold: the paths made absolute, so that a resume from any folder reads the same
+        # data and appends to the same log.
+        self.saved_config = config.replace(**{name: os.path.abspath(getattr(config, name))
+                                              for name in ("data", "log_json") if getattr(config, name)})
         self.resuming = resuming
         self.lock = SaveDirLock(config.save_dir) if config.save_dir else None
         self.log = None
         self._plot_failed = False
+        self._created = []  # what this start made, removed again if the start is refused
 
     def open(self):
-        """Lock the save dir and open the log; a new run never replaces an earlier run's checkpoints or log."""
-        if self.lock is not None:
-            self.lock.acquire()
-            if not self.resuming and os.path.lexists(os.path.join(self.config.save_dir, "last")):
-                raise SaveDirError("--save-dir %s already holds a run: continue it with --resume %s, or give a new "
-                                   "--save-dir (nothing was changed)" % (self.config.save_dir, self.config.save_dir))
-        if self.config.log_json:
-            if not self.resuming and os.path.isfile(self.config.log_json) and os.path.getsize(self.config.log_json):
-                raise SaveDirError("--log-json %s already holds a run's events: give another file (a resumed run "
-                                   "appends to its own)" % self.config.log_json)
-            self.log = JsonlWriter(self.config.log_json, append=self.resuming)
+        """Lock the save dir and open the log; a new run never replaces an earlier run's checkpoints or log.
+
+        If this fails, what it made is removed again (:meth:`abandon`)."""
+        try:
+            if self.lock is not None:
+                self._note_new(self.config.save_dir)
+                self.lock.acquire()
+                if not self.resuming and os.path.lexists(os.path.join(self.config.save_dir, "last")):
+                    raise SaveDirError(held_run(self.config.save_dir))
+            if self.config.log_json:
+                if not self.resuming and os.path.isfile(self.config.log_json) and \
+                        os.path.getsize(self.config.log_json):
+                    raise SaveDirError("%s already holds a run's events: give another file (a resumed run "
+                                       "appends to its own)" % arg("log_json", self.config.log_json))
+                self._note_new(self.config.log_json)
+                self.log = JsonlWriter(self.config.log_json, append=self.resuming)
+        except BaseException:
+            self.abandon()
+            raise
         return self
+
+    def _note_new(self, path):
+        """Remember the outermost folder (or the file) that writing ``path`` will create, if any."""
+        path = os.path.abspath(path)
+        if os.path.lexists(path):
+            return
+        while not os.path.lexists(os.path.dirname(path)):
+            path = os.path.dirname(path)
+        self._created.append(path)
 
     def close(self):
         if self.log is not None:
             self.log.close()
+            self.log = None
         if self.lock is not None:
             self.lock.release()
+
+    def abandon(self):
+        """Close, and remove what this start created (a new save dir, a branch's copy, a new log): a refused
+        start leaves nothing behind, so the corrected command can run. Never touches what was there before."""
+        self.close()
+        for path in reversed(self._created):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.remove(path)
+        self._created = []
 
     def save(self, run, state, improved, history):
         """Write the epoch's checkpoint, then redraw the curves (best-effort: a plot never ends a run)."""
         if self.lock is None:
             return
-        save_checkpoint(self.config.save_dir, run.model, self.config, run.corpus.dictionary, state, best=improved,
+        save_checkpoint(self.config.save_dir, run.model, self.saved_config, run.corpus.dictionary, state,
+                        best=improved,
                         optimizer_state=run.updater.optimizer_state())
-        if not self._plot_failed and importlib.util.find_spec("matplotlib") is not None:  # an optional extra
+        self.draw_curves(history)
+
+    def draw_curves(self, history):
+        """Redraw curves.png from ``history`` (after each epoch, and once more with the test figure)."""
+        if self.lock is not None and not self._plot_failed and can_plot():
             self._draw_curves(history)
 
     def _draw_curves(self, history):

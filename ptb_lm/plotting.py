@@ -47,8 +47,7 @@ def plot_history(events, path, title=None, reference=None, reference_label="refe
     if tests:
         ax.axhline(tests[-1]["test_ppl"], color="grey", linestyle="--",
                    label="test %.1f" % tests[-1]["test_ppl"])
-    if reports:
-        ax.set_xlim(0, max(x) + 0.05)  # the reports start within epoch 1
+    ax.set_xlim(0, max(x) + 0.05)  # training starts at 0; the reports come within epoch 1
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("perplexity")

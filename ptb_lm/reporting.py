@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 
-from .errors import SaveDirError, WriteFailed
+from .errors import SaveDirError, WriteFailed, arg
 
 logger = logging.getLogger("ptb_lm")  # every module's logger is a child of this one
 
@@ -115,16 +115,17 @@ class JsonlWriter(object):
             os.makedirs(folder, exist_ok=True)
             self._file = open(path, "a" if append else "w", encoding="utf-8")
         except OSError as err:
-            raise SaveDirError("cannot write --log-json %s (%s): choose a file in a folder you can write to"
-                               % (path, err.strerror or err)) from None
+            raise SaveDirError("cannot write %s (%s): choose a file in a folder you can write to"
+                               % (arg("log_json", path), err.strerror or err)) from None
 
     def __call__(self, event):
         try:
             self._file.write(json.dumps(event) + "\n")
             self._file.flush()
         except OSError as err:
-            raise WriteFailed("cannot write --log-json %s (%s): the run stopped; its checkpoints, if any, are "
-                              "whole. Free space and continue with --resume" % (self.path, err.strerror or err)) \
+            raise WriteFailed("cannot write %s (%s): the run stopped; its checkpoints, if any, are "
+                              "whole. Free space and continue with %s" % (arg("log_json", self.path),
+                                                                        err.strerror or err, arg("resume"))) \
                 from None
 
     def close(self):

@@ -39,7 +39,7 @@ import os
 from dataclasses import dataclass, field
 
 from .checkpoint import Checkpoint, copy_checkpoint, newest_epoch, prepare_save_dir, restore_rng_states
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, arg
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +61,20 @@ class RunState:
 def begin(config, resume, assemble, open_outputs):
     """Start the run ``config`` describes, resumed from ``resume`` (a path, a ResumePoint or None).
 
-    ``assemble(config)`` builds the run; ``open_outputs(run, resuming)`` locks the
+    ``assemble(config, vocabulary)`` builds the run (``vocabulary``: the resumed checkpoint's, or None); ``open_outputs(run, resuming)`` locks the
     save dir and opens the log (None on workers that write nothing). Returns
-    ``(run, outputs, RunState)``; ``outputs`` is open, and closed again here if the
-    start fails after opening it.
+    ``(run, outputs, RunState)``; ``outputs`` is open; if the start fails after
+    opening it, it is closed here and what it created is removed.
     """
     if resume is None:
         run = assemble(config)
         return run, open_outputs(run, False), RunState()
     resume_point = open_resume(resume)
     config = resume_point.continue_config(config)
-    run = assemble(config)
+    run = assemble(config, resume_point.checkpoint.dictionary)
     outputs = open_outputs(run, True)
     try:
+        resume_point.check_vocabulary(run)  # before a branch copies anything
         if outputs is not None:
             resume_point.continue_config(config)  # again, under the lock
             resume_point.start(config)
@@ -82,7 +83,7 @@ def begin(config, resume, assemble, open_outputs):
             outputs.log({"event": "resume", "after_epoch": resume_point.checkpoint.epoch})
     except BaseException:
         if outputs is not None:
-            outputs.close()
+            outputs.abandon()  # a refused resume or branch leaves nothing behind
         raise
     return run, outputs, state
 
@@ -127,29 +128,30 @@ class ResumePoint(object):
         if changed:
             raise CheckpointError("cannot resume %s with a different %s" % (checkpoint.folder, ", ".join(changed)))
         if checkpoint.epoch >= config.epochs:
-            raise CheckpointError("the run in %s is complete: it has done %d of %d epochs. Give --epochs above %d "
+            raise CheckpointError("the run in %s is complete: it has done %d of %d epochs. Give %s or more "
                                   "to train further" % (checkpoint.folder, checkpoint.epoch, config.epochs,
-                                                        checkpoint.epoch))
+                                                        arg("epochs", checkpoint.epoch + 1)))
         target = config.save_dir
         in_place = target is None or os.path.realpath(target) == checkpoint.save_dir
         if in_place:
             if not os.path.islink(os.path.join(checkpoint.save_dir, "last")):
-                raise CheckpointError("%s is not inside a save dir (no last/ beside it): give --save-dir to "
-                                      "continue from it into a new folder" % checkpoint.folder)
+                raise CheckpointError("%s is not inside a save dir (no last/ beside it): give %s to "
+                                      "continue from it into a new folder" % (checkpoint.folder, arg("save_dir")))
             newest = newest_epoch(checkpoint.save_dir)
             if os.path.realpath(os.path.join(checkpoint.save_dir, "last")) != checkpoint.real_folder:
                 raise CheckpointError(
                     "%s holds epoch %d, but its save dir's last/ holds epoch %s: resuming it there would replace "
-                    "newer checkpoints. Resume %s to continue the run, or give a new --save-dir to branch from "
+                    "newer checkpoints. Resume %s to continue the run, or give a new %s to branch from "
                     "epoch %d" % (checkpoint.folder, checkpoint.epoch, newest,
-                                  _shown(checkpoint.save_dir, self.path), checkpoint.epoch))
+                                  _shown(checkpoint.save_dir, self.path), arg("save_dir"), checkpoint.epoch))
             return config.replace(save_dir=_shown(checkpoint.save_dir, self.path))
         if os.path.lexists(os.path.join(target, "last")):
-            raise CheckpointError("--save-dir %s already holds a run: to branch from %s, give a new folder"
-                                  % (target, checkpoint.folder))
-        if config.log_json is not None and config.log_json == checkpoint.config.log_json:
+            raise CheckpointError("%s already holds a run: to branch from %s, give a new folder"
+                                  % (arg("save_dir", target), checkpoint.folder))
+        if config.log_json is not None and checkpoint.config.log_json is not None and \
+                os.path.abspath(config.log_json) == os.path.abspath(checkpoint.config.log_json):
             logger.warning("the branch does not write into %s, the log of the run it branches from: give "
-                           "--log-json to log it", config.log_json)
+                           "it a log of its own to log it", config.log_json)
             config = config.replace(log_json=None)
         return config
 
@@ -162,12 +164,17 @@ class ResumePoint(object):
             logger.info("branching from %s (epoch %d) into %s", self.checkpoint.folder, self.checkpoint.epoch,
                         config.save_dir)
 
+    def check_vocabulary(self, run):
+        """Raise CheckpointError unless ``run``'s data has the checkpoint's vocabulary."""
+        if self.checkpoint.dictionary.idx_to_word != run.corpus.dictionary.idx_to_word:
+            raise CheckpointError("cannot resume %s: its vocabulary differs from that of the data read (%s): give "
+                                  "the data it was trained on with %s" % (self.checkpoint.folder, run.config.data or
+                                                                          "PTB", arg("data")))
+
     def restore(self, run):
         """Load the weights into ``run`` and put back the RNG states; return the :class:`RunState` to go on from."""
         checkpoint = self.checkpoint
-        if checkpoint.dictionary.idx_to_word != run.corpus.dictionary.idx_to_word:
-            raise CheckpointError("cannot resume %s: its vocabulary differs from this data's (check --data)"
-                                  % checkpoint.folder)
+        self.check_vocabulary(run)
         checkpoint.load_parameters(run.model, run.ctxs)
         checkpoint.load_optimizer(run.updater)
         restore_rng_states(checkpoint.state["rng"])

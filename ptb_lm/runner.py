@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from .assembly import assemble
-from .errors import Interrupted, RunFailure, TrainingDiverged
-from .outputs import RunOutputs
+from .errors import Interrupted, RunFailure, TrainingDiverged, arg
+from .outputs import RunOutputs, can_plot
 from .reporting import History, Progress, console_logging, describe_reading, log_event, perplexity
 from .resume import begin
 from .runtime import error_summary, import_mxnet
@@ -110,9 +110,9 @@ def fit(config, on_event=None, resume=None, corpus=None, quiet=False):
 
 
 def _fit(config, on_event, resume, corpus, ctrl_c):
-    def build(config):
+    def build(config, vocabulary=None):
         seed_everything(config.seed)
-        return assemble(config, corpus)
+        return assemble(config, corpus, vocabulary=vocabulary)
 
     def open_outputs(run, resuming):  # only rank 0 writes
         return RunOutputs(run.config, resuming).open() if run.is_chief else None
@@ -127,6 +127,8 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
         sharing = ThreadSharing.for_this_process()
         history.events[:0] = state.events
         listeners = [history]
+        if run.is_chief:
+            listeners.append(LossWatch(len(run.corpus.dictionary), config, run.loss_fn))
         if outputs is not None:
             listeners += [log_event] + ([outputs.log] if outputs.log else []) + ([on_event] if on_event else [])
 
@@ -156,14 +158,17 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
             test_loss = run.split_loss("test", progress, between_batches)
             emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
                   "eval_batch_size": config.eval_batch})
+            if outputs is not None:
+                outputs.draw_curves(history)  # with the test line
             _log_outputs(config)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_message(config, history)) from None
     except mx.base.MXNetError as err:
         if "allocate" not in str(err).lower():
             raise  # a bug of ours or MXNet's: its traceback says where
-        raise RunFailure("MXNet ran out of memory while training (%s): lower --batch-size, --num-steps or "
-                         "--hidden-dim; %s" % (error_summary(err), _kept(config, history))) from None
+        raise RunFailure("MXNet ran out of memory while training (%s): lower %s, %s or %s; %s"
+                         % (error_summary(err), arg("batch_size"), arg("num_steps"), arg("hidden_dim"),
+                            _kept(config, history))) from None
     finally:
         progress.close()
         if outputs is not None:
@@ -171,15 +176,45 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
     return history
 
 
+class LossWatch(object):
+    """Says once, in the log, when the training loss is far above what guessing every word alike scores
+    (log of the vocabulary's size): a run that diverges without a NaN, often a rate meant for a loss averaged
+    over time steps, and slow, since batches with a token past 80 nats take the chapter's slower loss."""
+
+    FAR = 2.0  # times log(vocabulary size): the chapter's first batches reach about 1.02 times
+
+    def __init__(self, vocab_size, config, loss_fn):
+        self.chance = math.log(vocab_size)
+        self.config = config
+        self.loss_fn = loss_fn
+        self.said = False
+
+    def __call__(self, event):
+        if self.said or event["event"] != "batch" or not event["loss"] > self.FAR * self.chance:
+            return
+        self.said = True
+        slow = getattr(self.loss_fn, "fallbacks", 0)
+        logger.warning(
+            "the training loss is %.2f, far above %.2f = log(vocabulary size), what guessing every word alike "
+            "scores: training is diverging. Lower the rate (lr): ptb_lm sums the loss over time steps, so a rate "
+            "meant for a loss averaged over them, as the PyTorch example's, is that rate / num_steps here (%g "
+            "for this run's %g)%s", event["loss"], self.chance, self.config.lr / self.config.num_steps,
+            self.config.lr,
+            "; %d batches so far had a token past 80 nats and took the chapter's slower loss" % slow
+            if slow else "")
+
+
 def _log_outputs(config):
     """Say where the run's files went."""
     if config.save_dir:
         last = os.path.realpath(os.path.join(config.save_dir, "last"))
         best = os.path.realpath(os.path.join(config.save_dir, "best"))
-        logger.info("checkpoints: %s/last -> %s, %s/best -> %s%s", config.save_dir, os.path.basename(last),
+        curves = os.path.join(config.save_dir, "curves.png")
+        logger.info("checkpoints: %s/last -> %s, %s/best -> %s; %s", config.save_dir, os.path.basename(last),
                     config.save_dir, os.path.basename(best),
-                    "; curves: %s/curves.png" % config.save_dir
-                    if os.path.isfile(os.path.join(config.save_dir, "curves.png")) else "")
+                    "curves: %s" % curves if os.path.isfile(curves) else
+                    "no curves.png: matplotlib is not installed (pip install -e '.[plot]')" if not can_plot() else
+                    "no curves.png (see the warning above)")
     if config.log_json:
         logger.info("events: %s", config.log_json)
 
@@ -225,9 +260,10 @@ def run_epoch(run, epoch, lr, emit, progress, between_batches=None):
     if run.sum_across_workers is not None:
         # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
         val_loss = run.sum_across_workers(val_loss, 0)[0]
-    if not math.isfinite(val_loss):
-        raise TrainingDiverged("training diverged: the validation loss after epoch %d is %s; nothing of this "
-                               "epoch was saved. Lower --lr or --clipping-norm" % (epoch, val_loss))
+    if not math.isfinite(perplexity(val_loss)):  # NaN, inf, or a loss past exp's float range (709.8 nats)
+        raise TrainingDiverged("training diverged: the validation loss after epoch %d is %s (perplexity %s); "
+                               "nothing of this epoch was saved. Lower %s or %s"
+                               % (epoch, val_loss, perplexity(val_loss), arg("lr"), arg("clipping_norm")))
     if run.is_chief:
         emit({"event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "val_ppl": perplexity(val_loss), "lr": lr, "batches": run.batches_per_epoch,
@@ -240,8 +276,8 @@ def _kept(config, history):
     """What a failed run kept, in a few words."""
     done = history.of("epoch")
     if config.save_dir and done:
-        return "%s/last holds epoch %d (continue with --resume %s)" % (config.save_dir, done[-1]["epoch"],
-                                                                      config.save_dir)
+        return "%s/last holds epoch %d (continue with %s)" % (config.save_dir, done[-1]["epoch"],
+                                                             arg("resume", config.save_dir))
     return "nothing was saved"
 
 
@@ -253,8 +289,8 @@ def _interrupted_message(config, history):
                 "perplexity with ptb-lm-evaluate%s" % (where, " " + config.save_dir if config.save_dir else ""))
     if config.save_dir and done:
         return ("interrupted: %s/last holds epoch %d, the last one completed; the batches since are not "
-                "saved. Continue with: --resume %s" % (config.save_dir, done[-1]["epoch"], config.save_dir))
+                "saved. Continue with: %s" % (config.save_dir, done[-1]["epoch"], arg("resume", config.save_dir)))
     if config.save_dir:
         return ("interrupted during epoch 1, before the first checkpoint: nothing was saved in %s yet"
                 % config.save_dir)
-    return "interrupted; nothing was saved (give --save-dir to be able to resume)"
+    return "interrupted; nothing was saved (give %s to be able to resume)" % arg("save_dir")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .config import check_seed, check_whole_number
-from .data import EOS, UNK
+from .data import EOS, unknown_id
 from .errors import ConfigError
 from .runtime import import_mxnet
 
@@ -19,8 +19,18 @@ def check_sampling(num_words, temperature, seed=None):
         check_seed("seed", seed)
 
 
+def prompt_ids(dictionary, prompt):
+    """``(ids, unknown)``: the prompt's words as ids (``<eos>`` for an empty prompt), and those outside the
+    vocabulary, which read as ``<unk>`` (DataError, naming them, where the vocabulary has none)."""
+    words = prompt.split() or [EOS]
+    unknown = [w for w in words if w not in dictionary.word_to_idx]
+    unk = unknown_id(dictionary, unknown) if unknown else None
+    return [dictionary.word_to_idx.get(w, unk) for w in words], unknown
+
+
 def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None, window=35):
-    """Sample ``num_words`` words after ``prompt`` (words outside the vocabulary read as ``<unk>``).
+    """Sample ``num_words`` words after ``prompt`` (words outside the vocabulary read as ``<unk>``:
+    :func:`prompt_ids`).
 
     Each next word is drawn from softmax(logits / temperature): below 1 sharper,
     above 1 flatter. An RNN reads each new word from its state; a model that carries
@@ -30,9 +40,7 @@ def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None
     check_sampling(num_words, temperature, seed)
     ctx = ctx or mx.cpu()
     rng = np.random.RandomState(seed)
-    words = prompt.split() or [EOS]
-    unk = dictionary.word_to_idx.get(UNK, 0)
-    history = [dictionary.word_to_idx.get(w, unk) for w in words]
+    history, _ = prompt_ids(dictionary, prompt)
     stateful = getattr(model, "carries_state", True)
     hidden = model.begin_state(func=mx.nd.zeros, batch_size=1, ctx=ctx)
     inputs = history if stateful else history[-window:]

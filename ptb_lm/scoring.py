@@ -6,7 +6,7 @@ from .batches import device_batches
 from .checkpoint import Checkpoint
 from .config import check_whole_number
 from .data import SPLITS, UNK, encode, read_split_texts
-from .download import locate_ptb
+from .download import locate_run_data
 from .errors import ConfigError, DataError
 from .reporting import perplexity
 from .runtime import import_mxnet
@@ -42,11 +42,15 @@ def text_loss(model, dictionary, lines, batch_size, num_steps, ctx=None, context
 
 def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=None, data=None, ctx=None,
                      context=None):
-    """Perplexity of the checkpoint at ``path`` on a PTB ``split`` or on the file ``text``.
+    """Perplexity of the checkpoint at ``path`` on a ``split`` of its data or on the file ``text``.
 
+    The split is read from ``data`` if given, else from the data the run was trained on
+    (PTB, or the user's corpus: :func:`~ptb_lm.download.locate_run_data`).
     ``batch_size`` and ``num_steps`` default to the run's evaluation settings.
     Returns a dict: ``loss``, ``ppl``, ``tokens``, ``scored``, ``unknown``,
-    ``batch_size``, ``num_steps``, ``source``, ``checkpoint`` (the folder used), ``context`` and ``carries_state``
+    ``batch_size``, ``num_steps``, ``source`` (the split, or the text file), ``data`` (the data the split
+    was read from; None for a text file),
+    ``checkpoint`` (the folder used), ``context`` and ``carries_state``
     (False for a model that reads each window on its own).
     """
     checkpoint = Checkpoint(path)
@@ -72,11 +76,13 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
     else:
         if split not in SPLITS:
             raise ConfigError("unknown --split %r: use %s" % (split, ", ".join(SPLITS)))
-        lines, source = read_split_texts(locate_ptb(data))[split].splitlines(), split
+        data = locate_run_data(data, config.data)
+        lines, source = read_split_texts(data)[split].splitlines(), split
     ctx = ctx or mx.cpu()
     model = checkpoint.build_model(ctx)
     loss, tokens, unknown, scored = text_loss(model, checkpoint.dictionary, lines, batch_size, num_steps, ctx,
                                               context)
     return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
-            "batch_size": batch_size, "num_steps": num_steps, "source": source, "checkpoint": checkpoint.folder,
+            "batch_size": batch_size, "num_steps": num_steps, "source": source,
+            "data": None if text is not None else data, "checkpoint": checkpoint.folder,
             "context": context, "carries_state": getattr(model, "carries_state", True)}

@@ -19,7 +19,7 @@ import math
 import time
 
 from .data import batch_starts, get_batch
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, arg
 from .runtime import import_mxnet
 
 mx = import_mxnet()
@@ -78,7 +78,8 @@ class LossMeter(object):
         """Return ``(summed loss, tokens)`` and reset; raise TrainingDiverged on NaN or inf."""
         loss_sum, tokens = self.total()
         if not math.isfinite(loss_sum):
-            raise TrainingDiverged("training diverged: the loss became %s; lower --lr or --clipping-norm" % loss_sum)
+            raise TrainingDiverged("training diverged: the loss became %s; lower %s or %s"
+                                   % (loss_sum, arg("lr"), arg("clipping_norm")))
         return loss_sum, tokens
 
 

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, arg
 from .levers import FastLevers
 from .optimizers import FlatRule, gluon_optimizer, gluon_state, set_gluon_state
 from .parallel import GRAD_KEY, WEIGHT_KEY
@@ -49,7 +49,8 @@ from mxnet import autograd, gluon  # noqa: E402
 
 
 def _diverged(norm):
-    raise TrainingDiverged("training diverged: the gradient norm became %s; lower --lr or --clipping-norm" % norm)
+    raise TrainingDiverged("training diverged: the gradient norm became %s; lower %s or %s"
+                           % (norm, arg("lr"), arg("clipping_norm")))
 
 
 def trainable(model):

@@ -131,17 +131,24 @@ class PortableModel(object):
     def encode(self, lines):
         """Each line's words then ``<eos>``, as ids; words outside the vocabulary as ``<unk>``. Returns
         ``(ids, number of unknown words)``."""
-        unk = self.ids.get(UNK)
-        ids, unknown = [], 0
+        ids, unknown = [], []
         for line in lines:
             for word in line.split() + [EOS]:
-                found = self.ids.get(word)
-                if found is None:
-                    if unk is None:
-                        raise ExportError("the text has words outside the vocabulary, which has no <unk>")
-                    found, unknown = unk, unknown + 1
+                found = self.ids.get(word, -1)
+                if found < 0:
+                    unknown.append(word)
                 ids.append(found)
-        return np.array(ids, dtype=np.int64), unknown
+        ids = np.array(ids, dtype=np.int64)
+        if unknown:
+            ids[ids < 0] = self.unknown_id(unknown)
+        return ids, len(unknown)
+
+    def unknown_id(self, words):
+        """The id that ``words``, outside the vocabulary, read as: ``<unk>``'s (ptb_lm gives every vocabulary
+        one). An export of a model trained before that may have none: its unknown words are refused by name."""
+        if UNK not in self.ids:
+            raise ExportError(no_unk_message(words))
+        return self.ids[UNK]
 
     def score(self, lines, batch_size=None, num_steps=None, per_line=False):
         """Perplexity of ``lines`` as ptb-lm-evaluate computes it (streams of ``batch_size``, windows of
@@ -196,7 +203,8 @@ class PortableModel(object):
             raise ExportError("--seed must be a whole number from 0 to 2**32 - 1, got %r" % (seed,))
         rng = np.random.RandomState(seed)
         words = prompt.split() or [EOS]
-        unk = self.ids.get(UNK, 0)
+        unknown = self.unknown_words(" ".join(words))
+        unk = self.unknown_id(unknown) if unknown else None
         history = [self.ids.get(w, unk) for w in words]
         window = self.description.get("num_steps", 35)
         tokens = history if self.carries_state else history[-window:]
@@ -216,6 +224,16 @@ class PortableModel(object):
     def unknown_words(self, text):
         """The words of ``text`` outside the vocabulary, in order."""
         return [w for w in text.split() if w not in self.ids]
+
+
+def no_unk_message(words):
+    """Why ``words``, outside a vocabulary that has no ``<unk>``, cannot be read: the one wording of ptb_lm's
+    rule for unknown words. It lives here because this package may not import ptb_lm (it runs where MXNet
+    does not), while ptb_lm, which ships it, may import this one."""
+    shown = " ".join(sorted(set(words))[:5]) + (" ..." if len(set(words)) > 5 else "")
+    return ("%d word(s) are outside the vocabulary (%s), and this model's vocabulary has no %s to read them as "
+            "(it was trained before ptb_lm gave every vocabulary one): remove them, or train the model again"
+            % (len(words), shown, UNK))
 
 
 def _log_probs(logits, targets):

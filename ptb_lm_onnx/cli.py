@@ -61,7 +61,7 @@ def score_main(argv=None):
         if args.per_line:
             for line, log_prob in zip(lines, result["lines"]):
                 sys.stdout.write("%.4f\t%s\n" % (log_prob, line))
-        sys.stdout.write("%s perplexity %.2f (loss %.4f) on %d tokens (%d scored; %d unknown, mapped to <unk>); "
+        sys.stdout.write("%s perplexity %.2f (loss %.4f) on %d tokens (%d scored; %d unknown, read as <unk>); "
                          "batch size %d, num_steps %d\n" % (args.text, result["perplexity"], result["loss"],
                                                             result["tokens"], result["tokens_scored"],
                                                             result["unknown"], result["batch_size"],

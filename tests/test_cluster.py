@@ -43,9 +43,10 @@ def test_two_workers_under_mpirun_match_one_process(tiny_corpus, tmp_path):
     need("mpirun", "openmpi-bin")
     expected = single_process_losses(tiny_corpus, tmp_path)
     log = str(tmp_path / "mpi.jsonl")
-    out = subprocess.run([sys.executable, LAUNCH, "--launcher", "mpi", "--num-workers", "2", "--servers", "1", "--",
-                          "--data", tiny_corpus, "--epochs", "1", "--log-json", log] + TRAIN,
-                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(marked_env("mpi"), **ROOT_ENV))
+    # as root (CI's user), --allow-run-as-root is what lets Open MPI start
+    out = subprocess.run([sys.executable, LAUNCH, "--launcher", "mpi", "--num-workers", "2", "--servers", "1",
+                          "--allow-run-as-root", "--", "--data", tiny_corpus, "--epochs", "1", "--log-json", log]
+                         + TRAIN, cwd=ROOT, capture_output=True, text=True, timeout=600, env=marked_env("mpi"))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     got = batch_losses(log)
     assert len(got) == len(expected) >= 20
@@ -368,7 +369,7 @@ def test_each_mpirun_gets_a_session_folder_of_its_own_removed_at_the_end(tiny_co
     path = bin_dir / "mpirun"
     path.write_text(OPEN_MPI % {"log": calls})
     path.chmod(0o755)
-    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]), **ROOT_ENV)
     out = subprocess.run([sys.executable, LAUNCH, "--launcher", "mpi", "--num-workers", "2", "--servers", "1",
                           "--", "--data", tiny_corpus, "--epochs", "1"] + TRAIN,
                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)

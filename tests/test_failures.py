@@ -79,7 +79,8 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tin
                             "--batch-size", "4", "--num-steps", "5", "--epochs", "1", "--ctx", "cpu",
                             "--progress", "none"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                            preexec_fn=limit_file_size(100 * 1024))
-    one_line_error(first, 1, "epoch 1", str(tmp_path / "big"))
+    line = one_line_error(first, 1, "epoch 1", str(tmp_path / "big"), "the disk is full")
+    assert "Check failed" not in line  # MXNet's own words for a failed write say nothing to a user
     assert [e for e in os.listdir(str(tmp_path / "big")) if not e.startswith(".lock")] == []
     again = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--resume", save,
                             "--epochs", "2", "--progress", "none"], cwd=ROOT, capture_output=True, text=True,
@@ -238,17 +239,39 @@ def test_kill_9_at_every_step_of_a_checkpoint_write_leaves_last_and_best_loadabl
     assert epochs_seen == {1, 2} and json.load(open(os.path.join(save, "last", "state.json")))["epoch"] == 2
 
 
-def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tiny_corpus, tmp_path, monkeypatch):
+# NaN; and a finite loss whose perplexity overflows (a run printed 1.5e16, perplexity inf, and kept it as best)
+@pytest.mark.parametrize("val_loss", [float("nan"), 14752436704335190.0, 710.0])
+def test_a_validation_loss_without_a_finite_perplexity_is_divergence_and_nothing_is_saved(tiny_corpus, tmp_path,
+                                                                                         monkeypatch, val_loss):
     from ptb_lm.assembly import Run
 
     save = str(tmp_path / "run")
     fit(one_epoch_config(tiny_corpus, save_dir=save))
-    before = os.readlink(os.path.join(save, "last"))
-    monkeypatch.setattr(Run, "split_loss", lambda self, split, progress=None, between_batches=None: float("nan"))
+    before = os.readlink(os.path.join(save, "last")), os.readlink(os.path.join(save, "best"))
+    monkeypatch.setattr(Run, "split_loss", lambda self, split, progress=None, between_batches=None: val_loss)
     with pytest.raises(TrainingDiverged) as err:
         fit(one_epoch_config(tiny_corpus, epochs=2), resume=save)
-    assert "validation loss" in str(err.value)
-    assert os.readlink(os.path.join(save, "last")) == before
+    assert "validation loss" in str(err.value) and err.value.exit_code == 1
+    assert (os.readlink(os.path.join(save, "last")), os.readlink(os.path.join(save, "best"))) == before
+
+
+def test_a_loss_far_above_chance_is_said_once_with_the_rate_in_ptb_lms_units(caplog):
+    import math
+
+    from ptb_lm import TrainConfig
+    from ptb_lm.runner import LossWatch
+
+    class Loss(object):
+        fallbacks = 3
+
+    watch = LossWatch(10000, TrainConfig(lr=20.0, num_steps=35), Loss())
+    watch({"event": "batch", "loss": 1.5 * math.log(10000)})  # early batches go a little above chance: quiet
+    assert not caplog.records
+    for loss in (240.92, 300.0):
+        watch({"event": "batch", "loss": loss})
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "240.92" in said[0] and "%.2f" % math.log(10000) in said[0], said
+    assert "%g" % (20.0 / 35) in said[0] and "3 batches" in said[0]
 
 
 def test_a_damaged_data_zip_is_one_line(ptb_zip, tmp_path):
@@ -293,7 +316,7 @@ def test_a_new_run_never_replaces_an_earlier_runs_checkpoints_or_log(saved, tiny
     save = copy_of(saved, tmp_path)
     before = sorted(os.listdir(save))
     out = run_cli(["--data", tiny_corpus, "--save-dir", save] + TINY)
-    one_line_error(out, 2, save, "already holds a run", "--resume")
+    one_line_error(out, 2, save, "already holds a complete run", "--resume")
     assert sorted(os.listdir(save)) == before
     log = tmp_path / "run.jsonl"
     log.write_text('{"event": "epoch"}\n')

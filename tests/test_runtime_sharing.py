@@ -172,3 +172,27 @@ def test_the_calls_reach_the_openmp_runtime_mxnet_loaded():
     cores = first[1]
     assert first == ["True", cores, cores, "0"]
     assert one == ["1", "1"] and back == [cores, "0"]
+
+
+def test_a_spinning_child_of_ours_counts_as_our_own_work_not_as_other_work():
+    """The curve drawer is ptb_lm's own child: its CPU time is this process's, so the load watch never shrinks
+    MXNet's team for it. The oracle is the child's own CPU time, read from /proc/PID/stat."""
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        before, child_before = sharing.process_seconds(), _cpu_seconds(child.pid)
+        time.sleep(1.0)
+        after, child_after = sharing.process_seconds(), _cpu_seconds(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    spun = child_after - child_before
+    assert spun > 0.3  # the child ran
+    assert after - before >= spun - 0.05  # and all of it is counted as ours (this process itself sleeps)
+
+
+def _cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))

@@ -28,7 +28,7 @@ def descendants(pid, proc="/proc"):
     """The process ids below ``pid`` (its children, theirs, ...), read from /proc; deepest last."""
     children = {}
     for entry in os.listdir(proc):
-        fields = _stat_fields(entry, proc) if entry.isdigit() else None
+        fields = stat_fields(entry, proc) if entry.isdigit() else None
         if fields is not None:
             children.setdefault(int(fields[1]), []).append(int(entry))
     found, frontier = [], [pid]
@@ -52,11 +52,11 @@ def end_processes(pids, grace=5.0):
 
 
 def _alive(pid):
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] != "Z"  # a zombie has ended
 
 
-def _stat_fields(pid, proc="/proc"):
+def stat_fields(pid, proc="/proc"):
     """The fields of /proc/PID/stat after the command's name (state, parent, ...); None if it is gone."""
     try:
         with open(os.path.join(proc, str(pid), "stat")) as f:

@@ -75,22 +75,24 @@ def gpu_unusable_reason(index):
     return None
 
 
-def try_gpu(index=0, purpose="training"):
-    """Return ``mx.gpu(index)`` if a computation there runs to the end, else ``mx.cpu()``, logging why."""
+def try_gpu(index=0, purpose="training", say=None):
+    """Return ``mx.gpu(index)`` if a computation there runs to the end, else ``mx.cpu()``, saying why
+    (to ``say``, a callable taking the line; default: the log)."""
     mx = import_mxnet()
     reason = gpu_unusable_reason(index)
     if reason is None:
         return mx.gpu(index)
-    logger.info("%s on the CPU: %s", purpose, reason)
+    (say or logger.info)("%s on the CPU: %s" % (purpose, reason))
     return mx.cpu()
 
 
-def resolve_contexts(spec, purpose="training"):
-    """Return the list of MXNet contexts that a --ctx value names, each checked to compute."""
+def resolve_contexts(spec, purpose="training", say=None):
+    """Return the list of MXNet contexts that a --ctx value names, each checked to compute (``say``: see
+    :func:`try_gpu`)."""
     kind, ids = parse_ctx_spec(spec)
     mx = import_mxnet()
     if kind == "auto":
-        return [try_gpu(0, purpose)]
+        return [try_gpu(0, purpose, say)]
     if kind == "cpu":
         return [mx.cpu(i) for i in ids]
     for i in ids:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from ..errors import LaunchError
+from ..errors import Interrupted, LaunchError
 from .children import descendants, end_processes, last_line, package_environment
 from .engine import ENGINE_MARK, ENGINE_VARIABLE
 from .shim import check_mxnet_variables
@@ -232,7 +232,10 @@ def launch(num_workers, train_args, hosts=None, num_servers=None, port=None, hos
                 cmd = ssh_command(hosts[r % len(hosts)], cmd, env)
             group.start("worker %d" % r, cmd, env)
             workers.append("worker %d" % r)
-        return _watch(group, workers, interrupted, poll, grace, shutdown_timeout)
+        code = _watch(group, workers, interrupted, poll, grace, shutdown_timeout)
+        if code == 130:
+            raise Interrupted(interrupted_message(train_args))  # once every process is ended (below)
+        return code
     finally:
         group.end_all(grace)
         for sig, handler in previous.items():
@@ -267,6 +270,8 @@ def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_i
                                                             "slurm": "on a SLURM cluster's login node",
                                                             "sge": "on an SGE cluster's submit host",
                                                             "yarn": "on a Hadoop client"}[cluster]))
+    if cluster == "mpi":
+        check_mpi_user(os.environ)
     num_servers = num_servers or 1
     local = cluster == "mpi" and not host_file  # every rank on this machine: they share its cores
     serve_env, worker_env = thread_environments(package_environment(os.environ), num_workers, local=local)
@@ -293,8 +298,7 @@ def launch_on_cluster(cluster, num_workers, train_args, num_servers=None, host_i
         proc = group.procs["tracker"]
         while proc.poll() is None:
             if interrupted:
-                logger.error("launcher interrupted: ending every process")
-                return 130
+                raise Interrupted(interrupted_message(train_args))
             time.sleep(poll)
         if proc.returncode != 0:
             reason = last_line(open(report).read(), "") if os.path.exists(report) else ""
@@ -323,12 +327,37 @@ def _check_yarn(extra_options):
                           "from dmlc-core's tracker/yarn and give --tracker-option=--yarn-app-dir=ITS_FOLDER")
 
 
+# Open MPI refuses to start as root (the usual user in a container) unless both of these are set.
+MPI_ROOT_VARIABLES = ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM")
+
+
+def check_mpi_user(environ, euid=None):
+    """Raise LaunchError, saying what to set, where Open MPI's mpirun would refuse to run as root."""
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0 and not all(environ.get(name) == "1" for name in MPI_ROOT_VARIABLES):
+        raise LaunchError("Open MPI's mpirun refuses to run as root, which this launcher is: give --allow-run-as-root "
+                          "(it sets %s=1 for mpirun), or launch as another user" % "=1 and ".join(MPI_ROOT_VARIABLES))
+
+
+def interrupted_message(train_args):
+    """What an interrupted launch says: every process is ended, and how to go on from its last checkpoint."""
+    args = list(train_args)
+    save_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--save-dir=")), None)
+    if save_dir is None and "--save-dir" in args[:-1]:
+        save_dir = args[args.index("--save-dir") + 1]
+    if save_dir is None:
+        return ("interrupted: every process of the job was ended; nothing was saved (give the workers --save-dir "
+                "DIR to be able to resume)")
+    return ("interrupted: every process of the job was ended; %s/last holds the last epoch completed, if any: "
+            "continue with the same ptb-lm-launch command, --resume %s in place of --save-dir %s"
+            % (save_dir, save_dir, save_dir))
+
+
 def _watch(group, workers, interrupted, poll, grace, shutdown_timeout):
     """Wait for the workers; on any failure or interruption end everything. Returns the exit code."""
     finished_at = servers_gone_at = None
     while True:
         if interrupted:
-            logger.error("launcher interrupted: ending every process")
             return 130
         codes = {name: proc.poll() for name, proc in group.procs.items()}
         failed = [name for name, code in codes.items() if code not in (None, 0)]

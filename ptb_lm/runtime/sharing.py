@@ -33,6 +33,7 @@ import logging
 import os
 import time
 
+from .children import stat_fields, descendants
 from .engine import runs_on_calling_thread
 from .threads import mxnet_thread_count, user_chose_threads
 
@@ -63,10 +64,18 @@ def busy_seconds(cpus, proc="/proc"):
     return busy / float(ticks) if seen else None
 
 
-def process_seconds():
-    """CPU seconds this process has used, all its threads together."""
+def process_seconds(pid=None, proc="/proc"):
+    """CPU seconds this process and its descendants have used: its own threads, the children it has waited
+    for, and those still running (the curve drawer, say), which are its work and not other work."""
     times = os.times()
-    return times.user + times.system
+    total = times.user + times.system + times.children_user + times.children_system
+    pid = os.getpid() if pid is None else pid
+    ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    for child in descendants(pid, proc):
+        fields = stat_fields(child, proc)
+        if fields is not None and len(fields) > 12:  # after the name: state ... utime (12th) stime (13th)
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def team_size(cores, others, current):

@@ -69,9 +69,16 @@ def import_mxnet():
     return mxnet
 
 
-def _explain(err):
+def _explain(err, version=None):
     text = str(err)
     first = text.splitlines()[0] if text else type(err).__name__
+    version = sys.version_info[:2] if version is None else version
+    if version > (3, 12):  # nothing to install here: MXNet 1.9.1 has no wheel and needs numpy < 2
+        return (
+            "MXNet 1.9.1, which training, evaluation and export need, runs on Python 3.8 to 3.12, and this is "
+            "Python %d.%d: make a virtualenv with python3.12 or python3.11 (make train does). Here, an exported "
+            "model scores and generates without MXNet: ptb-lm-onnx-score and ptb-lm-onnx-generate" % version
+        )
     if "libcuda.so" in text:
         return (
             "mxnet's GPU wheel is installed, but this machine has no NVIDIA driver (%s): install the driver "
