@@ -39,7 +39,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import Dictionary
-from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed, arg
+from .errors import CheckpointError, ConfigError, PtbLmError, SaveDirError, WriteFailed, arg
 from .files import sha256_of
 from .model import build_model
 from .runtime import error_summary, import_mxnet
@@ -229,6 +229,14 @@ class SaveDirLock(object):
         self._file = handle
         return self
 
+    def holder(self):
+        """Who holds the lock now, as its file says ("process PID on HOST"); empty if nobody does."""
+        try:
+            with open(self.path) as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
     def release(self):
         if self._file is not None:
             handle, self._file = self._file, None
@@ -253,6 +261,21 @@ def prepare_save_dir(save_dir):
     if not os.access(save_dir, os.W_OK | os.X_OK):
         raise SaveDirError("cannot write in %s (permission denied): choose a folder you can write to"
                            % arg("save_dir", save_dir))
+
+
+def held_run(save_dir):
+    """Why a new run cannot start in ``save_dir``, which holds one, and what to do instead."""
+    try:
+        held = Checkpoint(os.path.join(save_dir, "last"))
+        done, planned = held.epoch, held.config.epochs
+    except PtbLmError:  # a damaged or older checkpoint: the plain advice
+        done = planned = None
+    if done is not None and done >= planned:
+        return ("%s already holds a complete run (%d of %d epochs): give a new %s, or train it further with "
+                "%s and %s (nothing was changed)" % (arg("save_dir", save_dir), done, planned, arg("save_dir"),
+                                                     arg("resume", save_dir), arg("epochs", done + 1)))
+    return ("%s already holds a run: continue it with %s, or give a new %s (nothing was changed)"
+            % (arg("save_dir", save_dir), arg("resume", save_dir), arg("save_dir")))
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 
-from .checkpoint import Checkpoint, SaveDirLock, save_checkpoint
-from .errors import PtbLmError, SaveDirError, arg
+from .checkpoint import SaveDirLock, held_run, save_checkpoint
+from .errors import SaveDirError, arg
 from .files import partial_path
 from .reporting import JsonlWriter
 from .runtime.children import PACKAGE_ROOT, last_line
@@ -24,21 +24,6 @@ logger = logging.getLogger(__name__)
 PLOT_TIMEOUT = 300
 # The plotting child: this ptb_lm, whatever the working directory holds.
 PLOTTER = "import sys; sys.path.insert(0, %r); from ptb_lm.plotting import main; main()"
-
-
-def held_run(save_dir):
-    """Why a new run cannot start in ``save_dir``, which holds one, and what to do instead."""
-    try:
-        held = Checkpoint(os.path.join(save_dir, "last"))
-        done, planned = held.epoch, held.config.epochs
-    except PtbLmError:
-        done = planned = None
-    if done is not None and done >= planned:
-        return ("%s already holds a complete run (%d of %d epochs): give a new %s, or train it further with "
-                "%s and %s (nothing was changed)" % (arg("save_dir", save_dir), done, planned, arg("save_dir"),
-                                                     arg("resume", save_dir), arg("epochs", done + 1)))
-    return ("%s already holds a run: continue it with %s, or give a new %s (nothing was changed)"
-            % (arg("save_dir", save_dir), arg("resume", save_dir), arg("save_dir")))
 
 
 def can_plot():
