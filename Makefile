@@ -1,5 +1,5 @@
 # Two commands for a fresh clone:
-#   make train    a virtualenv (.venv) with ptb_lm and the CPU build of MXNet, PTB in data/, then the chapter's run
+#   make train    a virtualenv (.venv) with ptb_lm, the CPU build of MXNet and matplotlib (curves.png), PTB in data/, then the chapter's run
 #   make test     the same with the test extras, then the README's test command
 # Settings: PYTHON=python3.11 (default: python3.12, else python3.11), VENV=.venv, PTB=/path/to/ptb.zip (a copy
 # of PTB to use instead of downloading it), TRAIN_FLAGS="--epochs 1 --max-batches 200" (passed to ptb-lm-train).
@@ -38,7 +38,7 @@ data:
 	  cp "$(PTB)" data/ptb.zip; \
 	fi
 
-train: $(VENV)/.installed-cpu data
+train: $(VENV)/.installed-cpu,plot data
 	$(VENV)/bin/ptb-lm-train --mode rnn_relu $(TRAIN_FLAGS)
 
 test: $(VENV)/.installed-cpu,test data
