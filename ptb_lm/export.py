@@ -413,6 +413,11 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
     """
     if route not in ROUTES:
         raise ConfigError("unknown route %r: choose one of %s" % (route, ", ".join(ROUTES)), setting="route")
+    _onnx()  # both packages first, so that a missing one is the only thing said
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError("exporting needs onnxruntime to check the graph: pip install -e '.[export]'") from None
     source = Checkpoint(checkpoint)  # verified against its sha256
     config, vocab = source.config, source.dictionary
     if os.path.lexists(out) and not force:

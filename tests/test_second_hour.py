@@ -154,3 +154,14 @@ def test_without_matplotlib_the_run_says_why_there_are_no_curves(tiny_corpus, tm
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoints:")]
     assert len(said) == 1 and "no curves.png: matplotlib is not installed (pip install -e '.[plot]')" in said[0]
     assert not os.path.exists(os.path.join(save, "curves.png"))
+
+
+def test_an_export_without_onnx_installed_says_only_that(tiny_corpus, tmp_path):
+    save = str(tmp_path / "run")
+    fit(tiny_config(tiny_corpus, epochs=1, save_dir=save), quiet=True)
+    code = ("import sys; sys.modules['onnx'] = None; from ptb_lm.cli import export_main; "
+            "sys.exit(export_main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", code, save, "--out", str(tmp_path / "onnx")], cwd=str(tmp_path),
+                         capture_output=True, text=True, timeout=300)
+    one_line_error(out, 2, "exporting needs the onnx package", alone=True)
+    assert out.stdout == "" and not os.path.exists(str(tmp_path / "onnx"))
