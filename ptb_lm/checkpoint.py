@@ -10,7 +10,7 @@ Layout of a save dir::
         model.params             Block.save_parameters (MXNet's own binary format)
         config.json              the TrainConfig
         vocab.txt                one word per line, in id order
-        state.json               epoch, best validation loss, plateau factor, every event so far,
+        state.json               format_version, epoch, best validation loss, plateau factor, every event so far,
                                  Python's and NumPy's RNG states, and the sha256 of model.params
         optimizer.params         momentum's, Adam's or AdamW's state, one array per parameter and state
                                  (MXNet's format, mx.nd.save), with its sha256 and step count in state.json;
@@ -33,14 +33,13 @@ import os
 import random
 import shutil
 import socket
-import tempfile
 
 import numpy as np
 
 from .config import TrainConfig
 from .data import Dictionary
 from .errors import CheckpointError, ConfigError, PtbLmError, SaveDirError, WriteFailed, arg
-from .files import sha256_of
+from .files import sha256_of, staged_folder
 from .model import build_model
 from .runtime import error_summary, import_mxnet
 from .runtime.internals import saved_parameter_names
@@ -51,6 +50,8 @@ logger = logging.getLogger(__name__)
 LINKS = ("last", "best")
 FILES = ("model.params", "config.json", "vocab.txt", "state.json")
 LOCK = ".lock"
+# state.json's format_version: a reader refuses a newer one, in one line, rather than misread it
+FORMAT_VERSION = 1
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -84,31 +85,23 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False, opti
     previous checkpoint and the links as they were.
     """
     name = "epoch-%04d" % state["epoch"]
-    staging = None
     try:
-        staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
-        params = os.path.join(staging, "model.params")
-        model.save_parameters(params)
-        _check_readable(params, model)
-        _write_text(os.path.join(staging, "config.json"), config.to_json())
-        dictionary.save(os.path.join(staging, "vocab.txt"))
-        full_state = dict(state, rng=rng_states(), model_params_sha256=sha256_of(params))
-        arrays, steps = optimizer_state or ({}, 0)
-        if arrays:
-            optimizer_path = os.path.join(staging, OPTIMIZER_FILE)
-            mx.nd.save(optimizer_path, dict(arrays))
-            full_state["optimizer"] = {"name": config.optimizer, "steps": steps,
-                                       "params_sha256": sha256_of(optimizer_path)}
-        _write_text(os.path.join(staging, "state.json"), json.dumps(full_state))
-        for entry in os.listdir(staging):
-            with open(os.path.join(staging, entry), "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a checkpoint is for everyone who can read the run
-        final = os.path.join(save_dir, name)
-        if os.path.exists(final):  # the same epoch written again: move the old one aside, removed below
-            os.rename(final, tempfile.mkdtemp(prefix=".stale-", dir=save_dir))
-        os.rename(staging, final)
-        staging = None
+        # the same epoch written again replaces the old folder; one a kill leaves aside is removed below
+        with staged_folder(os.path.join(save_dir, name), aside=".stale-") as staging:
+            params = os.path.join(staging, "model.params")
+            model.save_parameters(params)
+            _check_readable(params, model)
+            _write_text(os.path.join(staging, "config.json"), config.to_json())
+            dictionary.save(os.path.join(staging, "vocab.txt"))
+            full_state = dict(state, format_version=FORMAT_VERSION, rng=rng_states(),
+                              model_params_sha256=sha256_of(params))
+            arrays, steps = optimizer_state or ({}, 0)
+            if arrays:
+                optimizer_path = os.path.join(staging, OPTIMIZER_FILE)
+                mx.nd.save(optimizer_path, dict(arrays))
+                full_state["optimizer"] = {"name": config.optimizer, "steps": steps,
+                                           "params_sha256": sha256_of(optimizer_path)}
+            _write_text(os.path.join(staging, "state.json"), json.dumps(full_state))
         if best:  # best first: if switching last then fails, best already holds the epoch state.json calls best
             _point(save_dir, "best", name)
         _point(save_dir, "last", name)
@@ -117,9 +110,6 @@ def save_checkpoint(save_dir, model, config, dictionary, state, best=False, opti
         raise WriteFailed("cannot write the checkpoint of epoch %d in %s (%s); %s. Free space or fix the "
                           "folder, then continue with %s"
                           % (state["epoch"], save_dir, _reason(err), kept, arg("resume", save_dir))) from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
     try:
         _remove_unreferenced(save_dir)
     except OSError as err:  # the checkpoint is whole and linked; an old folder left behind loses nothing
@@ -299,6 +289,13 @@ class Checkpoint(object):
             raise CheckpointError("%s is incomplete: it lacks %s. Use another checkpoint of the run (its best/ "
                                   "or last/)" % (self.folder, ", ".join(missing)))
         self.state = self._read_json("state.json")
+        if not isinstance(self.state, dict):
+            raise CheckpointError("%s/state.json is damaged (not a JSON object): use another checkpoint of the run"
+                                  % self.folder)
+        version = self.state.get("format_version", 1)  # checkpoints before the field are version 1
+        if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+            raise CheckpointError("%s was written by a newer ptb_lm (checkpoint format %s; this one reads up to %d): "
+                                  "upgrade ptb-lm to use it" % (self.folder, version, FORMAT_VERSION))
         try:
             self.config = TrainConfig.from_dict(self._read_json("config.json"))
         except (ConfigError, TypeError) as err:
@@ -307,9 +304,6 @@ class Checkpoint(object):
             self.dictionary = Dictionary.load(os.path.join(self.real_folder, "vocab.txt"))
         except (OSError, UnicodeDecodeError) as err:
             raise CheckpointError("cannot read %s/vocab.txt (%s)" % (self.folder, err)) from None
-        if not isinstance(self.state, dict):
-            raise CheckpointError("%s/state.json is damaged (not a JSON object): use another checkpoint of the run"
-                                  % self.folder)
         for key in ("epoch", "best_val_loss", "plateau_factor", "events", "rng"):
             if key not in self.state:
                 raise CheckpointError("%s/state.json lacks %r: it was not written by this version of ptb_lm"
@@ -415,24 +409,18 @@ def newest_epoch(save_dir):
 def copy_checkpoint(point, save_dir, best):
     """Start a new save dir from ``point``: copy its folder in as epoch-NNNN, point ``last`` (and ``best``) at it."""
     name = "epoch-%04d" % point.epoch
-    staging = None
     try:
-        staging = tempfile.mkdtemp(prefix=".writing-", dir=save_dir)
-        for entry in FILES + ((OPTIMIZER_FILE,) if "optimizer" in point.state else ()):
-            shutil.copy2(os.path.join(point.real_folder, entry), os.path.join(staging, entry))
-        if sha256_of(os.path.join(staging, "model.params")) != point.state.get("model_params_sha256"):
-            raise OSError("the copy of model.params differs from the verified original")
-        os.chmod(staging, 0o755)
-        os.rename(staging, os.path.join(save_dir, name))
-        staging = None
+        with staged_folder(os.path.join(save_dir, name), aside=".stale-") as staging:
+            for entry in FILES + ((OPTIMIZER_FILE,) if "optimizer" in point.state else ()):
+                shutil.copy2(os.path.join(point.real_folder, entry), os.path.join(staging, entry))
+            if sha256_of(os.path.join(staging, "model.params")) != point.state.get("model_params_sha256"):
+                raise OSError("the copy of model.params differs from the verified original")
         if best:
             _point(save_dir, "best", name)
         _point(save_dir, "last", name)
     except OSError as err:
-        raise SaveDirError("cannot copy %s into --save-dir %s (%s)" % (point.folder, save_dir, _reason(err))) from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        raise SaveDirError("cannot copy %s into %s (%s)" % (point.folder, arg("save_dir", save_dir), _reason(err))) \
+            from None
 
 
 __all__ = ["Checkpoint", "SaveDirLock", "checkpoint_folder", "copy_checkpoint", "load", "newest_epoch",

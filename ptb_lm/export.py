@@ -32,14 +32,12 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError, RunFailure, SaveDirError
-from .files import sha256_of
+from .files import sha256_of, staged_folder
 from .runtime import error_summary, import_mxnet
 from .runtime.internals import rnn_kernel_params, rnn_kernel_settings
 
@@ -52,7 +50,6 @@ FORMAT = "ptb-lm-onnx"
 FORMAT_VERSION = 1
 OPSET = 13
 PRODUCER = "ptb_lm"
-FILES = ("model.onnx", "vocab.txt", "model.json")
 ROUTES = ("auto", "mxnet", "ptb_lm")
 # Agreement an export must show with MXNet before it is kept (float32, relative to the largest logit).
 TOLERANCE = 1e-5
@@ -428,61 +425,44 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
     model = source.build_model(mx.cpu())
     model.hybridize()
     rng = np.random.RandomState(0)
-    parent = os.path.dirname(os.path.abspath(out))
     try:
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    except OSError as err:
-        raise SaveDirError("cannot write next to --out %s (%s)" % (out, err.strerror or err)) from None
-    try:
-        graph, taken, why = _graph(model, config, len(vocab), route, staging, rng)
-        runtime = runtime_for(graph)
-        gap = disagreement(runtime, model, config, rng)
-        if not gap <= TOLERANCE:
-            raise RunFailure("the ONNX graph (route %s) differs from MXNet by %.2g relative, above %.0e: not kept"
-                             % (taken, gap, TOLERANCE))
-        for name in ("mxnet-symbol.json", "mxnet-0000.params", "mxnet.onnx"):
-            if os.path.exists(os.path.join(staging, name)):
-                os.remove(os.path.join(staging, name))
-        onnx_path = os.path.join(staging, "model.onnx")
-        with open(onnx_path, "wb") as f:
-            f.write(graph.SerializeToString())
-        vocab.save(os.path.join(staging, "vocab.txt"))
-        test = _test_perplexity(onnx_path, vocab, config, data, test_batch_size)
-        inputs, outputs = interface(config.mode, config.num_layers, config.hidden_dim, len(vocab))
-        described = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "producer": PRODUCER, "route": taken,
-            "route_reason": why, "opset": OPSET, "mode": config.mode, "vocab_size": len(vocab),
-            "embed_dim": config.embed_dim, "hidden_dim": config.hidden_dim, "num_layers": config.num_layers,
-            "tied": config.tied, "num_steps": config.num_steps, "eval_batch_size": config.eval_batch,
-            "carries_state": state_count(config.mode) > 0, "heads": config.heads, "ffn_dim": config.feed_forward,
-            "inputs": [dict(name=n, type=t, shape=s) for n, t, s in inputs],
-            "outputs": [dict(name=n, type=t, shape=s) for n, t, s in outputs],
-            "model_onnx_sha256": sha256_of(onnx_path),
-            "checkpoint": {"folder": os.path.abspath(source.folder), "epoch": source.epoch,
-                           "model_params_sha256": source.state["model_params_sha256"]},
-            "agreement_with_mxnet": gap, "test": test,
-        }
-        with open(os.path.join(staging, "model.json"), "w", encoding="utf-8") as f:
-            json.dump(described, f, indent=2)
-        for name in FILES:
-            with open(os.path.join(staging, name), "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(staging, 0o755)
-        if os.path.lexists(out):  # --force, or an empty folder
-            old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-            os.rename(out, os.path.join(old, "old"))
-            os.rename(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, out)
-        staging = None
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        # --force, or an empty folder: replaced only once the whole export is written and checked
+        with staged_folder(out, prefix=".export-") as staging:
+            graph, taken, why = _graph(model, config, len(vocab), route, staging, rng)
+            runtime = runtime_for(graph)
+            gap = disagreement(runtime, model, config, rng)
+            if not gap <= TOLERANCE:
+                raise RunFailure("the ONNX graph (route %s) differs from MXNet by %.2g relative, above %.0e: not "
+                                 "kept" % (taken, gap, TOLERANCE))
+            for name in ("mxnet-symbol.json", "mxnet-0000.params", "mxnet.onnx"):
+                if os.path.exists(os.path.join(staging, name)):
+                    os.remove(os.path.join(staging, name))
+            onnx_path = os.path.join(staging, "model.onnx")
+            with open(onnx_path, "wb") as f:
+                f.write(graph.SerializeToString())
+            vocab.save(os.path.join(staging, "vocab.txt"))
+            test = _test_perplexity(onnx_path, vocab, config, data, test_batch_size)
+            inputs, outputs = interface(config.mode, config.num_layers, config.hidden_dim, len(vocab))
+            described = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "producer": PRODUCER, "route": taken,
+                "route_reason": why, "opset": OPSET, "mode": config.mode, "vocab_size": len(vocab),
+                "embed_dim": config.embed_dim, "hidden_dim": config.hidden_dim, "num_layers": config.num_layers,
+                "tied": config.tied, "num_steps": config.num_steps, "eval_batch_size": config.eval_batch,
+                "carries_state": state_count(config.mode) > 0, "heads": config.heads,
+                "ffn_dim": config.feed_forward,
+                "inputs": [dict(name=n, type=t, shape=s) for n, t, s in inputs],
+                "outputs": [dict(name=n, type=t, shape=s) for n, t, s in outputs],
+                "model_onnx_sha256": sha256_of(onnx_path),
+                "checkpoint": {"folder": os.path.abspath(source.folder), "epoch": source.epoch,
+                               "model_params_sha256": source.state["model_params_sha256"]},
+                "agreement_with_mxnet": gap, "test": test,
+            }
+            with open(os.path.join(staging, "model.json"), "w", encoding="utf-8") as f:
+                json.dump(described, f, indent=2)
     except OSError as err:
         raise SaveDirError("cannot write the export in %s (%s); nothing was kept" % (out, err.strerror or err)) \
             from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
     if "skipped" in test:
         measured = "no test perplexity was measured (%s)" % test["skipped"]
     else:

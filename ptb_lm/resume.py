@@ -38,7 +38,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .checkpoint import Checkpoint, SaveDirLock, copy_checkpoint, held_run, newest_epoch, prepare_save_dir, restore_rng_states
+from .checkpoint import (Checkpoint, SaveDirLock, copy_checkpoint, held_run, newest_epoch, prepare_save_dir,
+                         restore_rng_states)
 from .errors import CheckpointError, ConfigError, SaveDirError, arg
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,8 @@ class RunState:
 def begin(config, resume, assemble, open_outputs):
     """Start the run ``config`` describes, resumed from ``resume`` (a path, a ResumePoint or None).
 
-    ``assemble(config, vocabulary)`` builds the run (``vocabulary``: the resumed checkpoint's, or None); ``open_outputs(run, resuming)`` locks the
-    save dir and opens the log (None on workers that write nothing). Returns
+    ``assemble(config, vocabulary)`` builds the run (``vocabulary``: the resumed checkpoint's, or None);
+    ``open_outputs(run, resuming)`` locks the save dir and opens the log (None on workers that write nothing). Returns
     ``(run, outputs, RunState)``; ``outputs`` is open; if the start fails after
     opening it, it is closed here and what it created is removed.
     """

@@ -179,7 +179,8 @@ def test_a_spinning_child_of_ours_counts_as_our_own_work_not_as_other_work():
     MXNet's team for it. The oracle is the child's own CPU time, read from /proc/PID/stat."""
     import time
 
-    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin])
     try:
         time.sleep(0.3)
         before, child_before = sharing.process_seconds(), _cpu_seconds(child.pid)

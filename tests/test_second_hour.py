@@ -45,7 +45,8 @@ def test_the_first_command_run_twice_says_what_to_do_and_doing_it_works(tiny_cor
     (["--emsize", "8"], "--embed-dim"), (["--nhid", "8"], "--hidden-dim"), (["--nlayers", "2"], "--num-layers"),
     (["--bptt", "5"], "--num-steps"), (["--batch_size", "4"], "--batch-size"), (["--clip", "0.25"], "--clipping-norm"),
     (["--log-interval", "10"], "--eval-period"), (["--save", "m.pt"], "--save-dir"), (["--nhead", "2"], "--heads"),
-    (["--dry-run"], "--epochs 1 --max-batches N"), (["--model", "LSTM"], "--mode"), (["--epoch", "3"], "did you mean --epochs"),
+    (["--dry-run"], "--epochs 1 --max-batches N"), (["--model", "LSTM"], "--mode"),
+    (["--epoch", "3"], "did you mean --epochs"),
 ])
 def test_the_pytorch_examples_flags_name_ptb_lms(tiny_corpus, theirs, ours):
     out = run_cli(["--data", tiny_corpus] + theirs)
