@@ -1,20 +1,12 @@
 """Small file helpers several layers share: digests, and writing a file or a folder so that a kill at any
-instant leaves the old one or the whole new one. Pure Python."""
+instant leaves the old one or the whole new one. No mxnet; the digest is ptb_lm_onnx's, which ptb_lm ships."""
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
 
-
-def file_digest(path, algorithm="sha1", chunk_size=1 << 20):
-    """The hex digest (``hashlib`` name ``algorithm``) of the file at ``path``."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from ptb_lm_onnx import file_digest
 
 
 def sha1_of(path):

@@ -22,8 +22,6 @@ from mxnet.gluon import nn, rnn  # noqa: E402
 
 
 class RNNModel(gluon.HybridBlock):
-    carries_state = True  # the hidden state goes on from batch to batch (truncated BPTT)
-
     """Embedding, a multi-layer RNN and a dense decoder (the chapter's model).
 
     Parameters
@@ -47,11 +45,13 @@ class RNNModel(gluon.HybridBlock):
     logits of shape ``(num_steps * batch_size, vocab_size)``.
     """
 
+    carries_state = True  # the hidden state goes on from batch to batch (truncated BPTT)
+
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
                  init_scale=None, sparse_grad=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         if mode not in RNN_MODES:
-            raise ConfigError("Invalid mode %s. Options are %s" % (mode, ", ".join(RNN_MODES)), setting="mode")
+            raise ConfigError("unknown mode %r: choose one of %s" % (mode, ", ".join(RNN_MODES)), setting="mode")
         if tied and embed_dim != hidden_dim:
             raise ConfigError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
         self.hidden_dim = hidden_dim

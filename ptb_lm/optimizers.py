@@ -35,11 +35,6 @@ EPSILON = 1e-8  # Adam's and AdamW's epsilon: Kingma & Ba's, Gluon's and PyTorch
 STATES = {"sgd": (), "momentum": ("momentum",), "adam": ("mean", "var"), "adamw": ("mean", "var")}
 
 
-def keeps_state(config):
-    """Whether ``config``'s optimizer has state that a checkpoint must hold."""
-    return bool(STATES[config.optimizer])
-
-
 def lazy_update_is_exact(config):
     """Whether updating only the rows a batch touched is the same math (plain SGD without weight decay)."""
     return config.optimizer == "sgd" and config.weight_decay == 0

@@ -153,8 +153,8 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
     Nothing is truncated in evaluation, so ``num_steps`` only sets how the split
     is cut in time, not the loss: a window many times longer gives the same
     result to float32 rounding (a test checks it), with bigger products and far
-    fewer calls, though measured no faster here (scripts/benchmark.py, variant
-    "windows"), so both engines evaluate at ``num_steps``. With an active
+    fewer calls, though measured no faster here (ptb-lm-benchmark, variant
+    ``eval_windows``), so both engines evaluate at ``num_steps``. With an active
     ``progress`` bar the host waits every 20 calls, so the bar shows work done
     rather than work queued.
 

@@ -30,10 +30,12 @@ class ExportError(ValueError):
     """An export folder that cannot be used as it is; the message names the file and what to do."""
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256", chunk_size=1 << 20):
+    """The hex digest (``hashlib`` name ``algorithm``) of the file at ``path``; ptb_lm's files.py uses this one
+    too (this package may not import ptb_lm, and ptb_lm ships it)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -96,7 +98,7 @@ class PortableModel(object):
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ExportError("%s has format version %s, newer than this ptb_lm_onnx reads (%d): upgrade ptb-lm"
                               % (paths["model.json"], version, FORMAT_VERSION))
-        found = _sha256(paths["model.onnx"])
+        found = file_digest(paths["model.onnx"])
         if found != described.get("model_onnx_sha256"):
             raise ExportError("%s is not the model model.json describes: its sha256 is %s, not %s. Export again"
                               % (paths["model.onnx"], found[:12], str(described.get("model_onnx_sha256"))[:12]))

@@ -55,3 +55,23 @@ def test_flop_count_follows_the_layer_shapes():
     # one layer, RNN: 2*(in*h + h*h) for the cell plus 2*h*V for the decoder
     assert count_flops_per_token("rnn_relu", 7, 3, 5, 1) == 2 * (3 * 5 + 5 * 5) + 2 * 5 * 7
     assert count_flops_per_token("lstm", 7, 3, 5, 1) == 4 * 2 * (3 * 5 + 5 * 5) + 2 * 5 * 7
+
+
+def test_the_model_classes_a_notebook_is_sent_to_have_their_docstrings():
+    from ptb_lm import RNNModel, TransformerModel
+
+    for cls in (RNNModel, TransformerModel):
+        assert cls.__doc__ and "state" in cls.__doc__, cls  # help(RNNModel) in a notebook says how to call it
+    assert "Parameters" in RNNModel.__doc__
+
+
+def test_an_unknown_mode_is_one_error_in_one_wording():
+    from ptb_lm import RNNModel, TrainConfig
+    from ptb_lm.errors import ConfigError
+
+    said = []
+    for make in (lambda: TrainConfig(mode="rnn"), lambda: RNNModel("rnn", 10, 4, 4, 1)):
+        with pytest.raises(ConfigError) as err:
+            make()
+        said.append(str(err.value).split(":")[0])
+    assert said == ["unknown mode 'rnn'"] * 2

@@ -10,9 +10,11 @@ else of what is below::
     internals.py   every private MXNet and Gluon name ptb_lm reads, each pinned by a test
     supported.py   the Pythons and GPUs MXNet 1.9.1 runs on (data, read by setup.py too)
     native.py      the GPU wheel's native libraries and the NVIDIA driver, without importing mxnet
+    memory.py      how much memory this process may still take, so a model too big is refused first
     devices.py     --ctx and try_gpu: which devices compute
-    children.py    what ptb_lm's child processes need
+    children.py    what ptb_lm's child processes need, and ending them and all below them
     launcher.py    the parameter-server processes of a dist_sync run
+    tracker.py     MXNet's dmlc_tracker (mpi, slurm, sge, yarn), mended for today's Pythons
     doctor.py      what this machine can do (ptb-lm-doctor)
 """
 
