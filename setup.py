@@ -87,14 +87,14 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "ptb-lm-train=ptb_lm.cli:train_main",
-            "ptb-lm-evaluate=ptb_lm.cli:evaluate_main",
-            "ptb-lm-generate=ptb_lm.cli:generate_main",
-            "ptb-lm-plot=ptb_lm.cli:plot_main",
-            "ptb-lm-launch=ptb_lm.cli:launch_main",
-            "ptb-lm-doctor=ptb_lm.cli:doctor_main",
-            "ptb-lm-benchmark=ptb_lm.cli:benchmark_main",
-            "ptb-lm-export=ptb_lm.cli:export_main",
+            "ptb-lm-train=ptb_lm.cli.train:train_main",
+            "ptb-lm-evaluate=ptb_lm.cli.tools:evaluate_main",
+            "ptb-lm-generate=ptb_lm.cli.tools:generate_main",
+            "ptb-lm-plot=ptb_lm.cli.tools:plot_main",
+            "ptb-lm-launch=ptb_lm.cli.launch:launch_main",
+            "ptb-lm-doctor=ptb_lm.cli.doctor:doctor_main",
+            "ptb-lm-benchmark=ptb_lm.cli.benchmark:benchmark_main",
+            "ptb-lm-export=ptb_lm.cli.tools:export_main",
             "ptb-lm-onnx-score=ptb_lm_onnx.cli:score_main",
             "ptb-lm-onnx-generate=ptb_lm_onnx.cli:generate_main",
         ]
