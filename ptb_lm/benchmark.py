@@ -457,6 +457,15 @@ def run_together(commands, env=None, company=None):
             proc.wait()
 
 
+def check_company(loads):
+    """Raise RunFailure in one line, before anything is measured, where a company needs what is not here: the
+    test suite is a checkout's (tests/), which an installed ptb_lm does not ship."""
+    suite = os.path.join(PACKAGE_ROOT, "tests")
+    if any(kind == "pytest" for kind, _ in loads) and not os.path.isdir(suite):
+        raise RunFailure("--load pytest runs ptb_lm's test suite beside a training, and %s is not there (ptb_lm is "
+                         "installed, not a checkout): run it from a checkout, or use --load busy:N" % suite)
+
+
 def company_commands(kind, n):
     import sys
 

@@ -1,11 +1,12 @@
 """Installing: where MXNet 1.9.1 cannot run, what needs it is refused at once, before pip resolves anything,
 and ptb_lm_onnx (the model without MXNet) still installs."""
+import os
 import subprocess
 import sys
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, one_line_error
 
 FAKE_VERSION = """
 import runpy, sys
@@ -55,3 +56,35 @@ def test_where_mxnet_cannot_run_its_extras_stop_at_once_and_the_onnx_extra_stays
             assert "this-is-Python-%d.%d" % version in extras[extra][0]
     assert extras["onnx"] == ["onnxruntime>=1.17"]
     assert ("mxnet==1.9.1" in extras["cpu"]) == mxnet_runs
+
+
+def test_an_installed_ptb_lm_stands_without_the_checkout(tmp_path):
+    """pip install . (not -e), here into a folder of its own: every command's --help runs from another folder,
+    and ptb-lm-benchmark names, in one line, what only a checkout has."""
+    target = str(tmp_path / "site")
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                            "--target", target, ROOT], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert not os.path.exists(os.path.join(target, "tests")) and not os.path.exists(os.path.join(target, "dev"))
+    env = dict(os.environ, PYTHONPATH=target)
+    elsewhere = str(tmp_path)
+
+    def command(module, main, *args):
+        code = "import sys; from %s import %s; sys.exit(%s(sys.argv[1:]))" % (module, main, main)
+        return subprocess.run([sys.executable, "-c", code] + list(args), cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    found = subprocess.run([sys.executable, "-c", "import ptb_lm; print(ptb_lm.__file__)"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert found.stdout.strip().startswith(target), found.stdout + found.stderr  # the installed copy is tested
+    scripts = [line.split("=", 1)[1].strip().strip('",') for line in open(os.path.join(ROOT, "setup.py"))
+               if "=ptb_lm" in line and ":" in line]
+    assert len(scripts) == 10, scripts
+    for script in scripts:
+        module, main = script.split(":")
+        out = command(module, main, "--help")
+        assert out.returncode == 0 and "usage:" in out.stdout, (script, out.stderr[-2000:])
+    out = command("ptb_lm.cli.benchmark", "benchmark_main", "--load", "pytest", "--configs", "chapter")
+    one_line_error(out, 1, "--load pytest", "installed, not a checkout")
+    out = command("ptb_lm.cli.benchmark", "benchmark_main", "--pytorch", sys.executable, "--configs", "chapter")
+    one_line_error(out, 1, "--pytorch needs dev/pytorch_baseline.py")

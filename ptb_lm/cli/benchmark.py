@@ -61,6 +61,7 @@ def benchmark_main(argv=None):
         loads = [bench.parse_company(text) for text in args.load]
         if args.load:
             bench.check_choices(configs, ["fast"], batches, 1, 1, args.rounds)
+            bench.check_company(loads)
         else:
             bench.check_choices(configs, variants, batches, args.eval_batches, args.warmup, args.rounds)
         if args.pytorch:
