@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from .errors import ConfigError, RunFailure
+from .families import family_of, flops_per_token
 from .levers import FastLevers
 from .runtime.children import PACKAGE_ROOT, last_line
 
@@ -95,10 +96,7 @@ def config_for(config_name, **overrides):
 
 def gflops(config, vocab, train_tokens_per_sec, eval_tokens_per_sec):
     """GFLOP/s from the layer shapes (a training token costs 3x a forward one)."""
-    from .model import count_flops_per_token
-
-    flops = count_flops_per_token(config.mode, vocab, config.embed_dim, config.hidden_dim, config.num_layers,
-                                  config.feed_forward, (config.num_steps + 1) // 2)  # a causal token sees half
+    flops = flops_per_token(config, vocab, (config.num_steps + 1) // 2)  # a causal token sees half its window
     return dict(train_gflops=3 * flops * train_tokens_per_sec / 1e9, eval_gflops=flops * eval_tokens_per_sec / 1e9)
 
 
@@ -170,11 +168,12 @@ def onnx_evaluation(run, config, source, steps):
     by ptb_lm's own graph writer, as ptb_lm_onnx scores (state carried, the loss in numpy)."""
     from ptb_lm_onnx import PortableModel
 
-    from .export import build_graph, runtime_for, weights_of
+    from .export import runtime_for
 
-    graph = build_graph(config, len(run.corpus.dictionary), weights_of(run.model))
+    family = family_of(config.mode)
+    graph = family.onnx_graph(config, len(run.corpus.dictionary), family.onnx_weights(run.model))
     portable = PortableModel(runtime_for(graph), run.corpus.dictionary.idx_to_word, config.mode, config.num_layers,
-                             config.hidden_dim)
+                             config.hidden_dim, state_names=family.state_names(config.mode))
     ids = source.asnumpy().T.reshape(-1)  # the streams back to back: the same batches again
     portable.score_ids(ids[: 2 * (steps + 1) * source.shape[1]], source.shape[1], steps)  # warm-up
     start = time.time()

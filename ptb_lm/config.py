@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import ConfigError
+from .families import MODES, family_of  # noqa: F401 - MODES: every --mode, named here too
+from .families.rnn import RNNFamily
 
-RNN_MODES = ("rnn_relu", "rnn_tanh", "lstm", "gru")
-MODES = RNN_MODES + ("transformer",)
+RNN_MODES = RNNFamily.modes
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 ENGINES = ("fast", "imperative")
 KVSTORES = ("device", "local", "dist_sync")
@@ -99,8 +100,7 @@ class TrainConfig:
         return self.eval_batch_size or self.batch_size
 
     def validate(self):
-        if self.mode not in MODES:
-            raise ConfigError("unknown mode %r: choose one of %s" % (self.mode, ", ".join(MODES)), setting="mode")
+        family = family_of(self.mode)
         if self.engine not in ENGINES:
             raise ConfigError("unknown engine %r: choose one of %s" % (self.engine, ", ".join(ENGINES)),
                               setting="engine")
@@ -145,18 +145,7 @@ class TrainConfig:
         check_whole_number("heads", self.heads)
         if self.ffn_dim is not None:
             check_whole_number("ffn_dim", self.ffn_dim)
-        if self.mode == "transformer":
-            if self.embed_dim != self.hidden_dim:
-                raise ConfigError("a transformer's embedding and hidden sizes are its one model size: give "
-                                  "--embed-dim and --hidden-dim alike, got %d and %d" % (self.embed_dim,
-                                                                                        self.hidden_dim),
-                                  setting="hidden_dim")
-            if self.hidden_dim % self.heads:
-                raise ConfigError("heads must divide the model size: %d heads do not divide %d"
-                                  % (self.heads, self.hidden_dim), setting="heads")
-            if self.hidden_dim % 2:
-                raise ConfigError("a transformer's model size must be even (sinusoidal positions), got %d"
-                                  % self.hidden_dim, setting="hidden_dim")
+        family.check(self)  # what this kind of model cannot take (ptb_lm.families)
         if self.tied and self.embed_dim != self.hidden_dim:
             raise ConfigError("tied weights need embed_dim == hidden_dim (the decoder reuses the embedding), "
                               "got %d and %d" % (self.embed_dim, self.hidden_dim), setting="embed_dim")

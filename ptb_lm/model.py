@@ -11,7 +11,8 @@ same graph once (the fast engine).
 
 import warnings
 
-from .config import RNN_MODES
+from .families import family_of
+from .families.rnn import RNNFamily
 from .errors import ConfigError
 from .runtime import import_mxnet
 from .runtime.internals import rnn_kernel_params, rnn_kernel_settings
@@ -50,8 +51,10 @@ class RNNModel(gluon.HybridBlock):
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
                  init_scale=None, sparse_grad=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
-        if mode not in RNN_MODES:
-            raise ConfigError("unknown mode %r: choose one of %s" % (mode, ", ".join(RNN_MODES)), setting="mode")
+        family_of(mode)  # an unknown mode is refused in the one wording
+        if mode not in RNNFamily.modes:
+            raise ConfigError("RNNModel takes %s; %r is another family's (ptb_lm.families)"
+                              % (", ".join(RNNFamily.modes), mode), setting="mode")
         if tied and embed_dim != hidden_dim:
             raise ConfigError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
         self.hidden_dim = hidden_dim
@@ -133,42 +136,21 @@ class RNNModel(gluon.HybridBlock):
 
 
 def build_model(config, vocab_size, sparse_grad=False):
-    """Return the model ``config`` describes (not yet initialised): an :class:`RNNModel`, or for
-    ``mode="transformer"`` a :class:`~ptb_lm.transformer.TransformerModel`."""
-    if config.mode == "transformer":
-        from .transformer import TransformerModel
-
-        return TransformerModel(vocab_size, config.hidden_dim, config.heads, config.feed_forward, config.num_layers,
-                                config.dropout, tied=config.tied, init_scale=config.init_scale,
-                                sparse_grad=sparse_grad)
-    return RNNModel(config.mode, vocab_size, config.embed_dim, config.hidden_dim, config.num_layers,
-                    config.dropout, tied=config.tied, init_scale=config.init_scale, sparse_grad=sparse_grad)
+    """Return the model ``config`` describes (not yet initialised), as its family builds it (ptb_lm.families)."""
+    return family_of(config.mode).build(config, vocab_size, sparse_grad=sparse_grad)
 
 
 # MXNet 1.9.1's wheels index tensors with 32-bit ints: a tensor of 2**31 elements or more cannot be made.
 MAX_TENSOR_ELEMENTS = 2 ** 31 - 1
-GATES = {"rnn_relu": 1, "rnn_tanh": 1, "gru": 3, "lstm": 4}
 ALL_PARAMETERS = "all parameters (the fast engine's one buffer)"
 
 
 def tensor_sizes(config, vocab_size):
     """``{name: elements}`` of the largest tensors a training of ``config`` makes: each layer's parameters, the
     fast engine's flat buffer of all of them, and the logits of a batch."""
-    hidden, embed = config.hidden_dim, config.embed_dim
-    sizes = {"embedding": vocab_size * embed}
-    for layer in range(config.num_layers):
-        if config.mode == "transformer":
-            sizes["layer %d attention" % layer] = 4 * hidden * hidden + 4 * hidden
-            sizes["layer %d feed-forward" % layer] = 2 * hidden * config.feed_forward + config.feed_forward + hidden
-            sizes["layer %d norms" % layer] = 4 * hidden
-        else:
-            inputs = embed if layer == 0 else hidden
-            sizes["layer %d input weights" % layer] = GATES[config.mode] * hidden * inputs
-            sizes["layer %d recurrent weights" % layer] = GATES[config.mode] * hidden * hidden
-            sizes["layer %d biases" % layer] = 2 * GATES[config.mode] * hidden
-    if config.mode == "transformer":
-        sizes["final norm"] = 2 * hidden
-    sizes["decoder"] = vocab_size if config.tied else vocab_size * hidden + vocab_size
+    sizes = {"embedding": vocab_size * config.embed_dim}
+    sizes.update(family_of(config.mode).layer_sizes(config))
+    sizes["decoder"] = vocab_size if config.tied else vocab_size * config.hidden_dim + vocab_size
     sizes[ALL_PARAMETERS] = sum(sizes.values())
     sizes["a batch's logits"] = config.num_steps * max(config.batch_size, config.eval_batch) * vocab_size
     return sizes
@@ -176,15 +158,13 @@ def tensor_sizes(config, vocab_size):
 
 def training_bytes(config, vocab_size):
     """About how many bytes a training of ``config`` needs (float32): weights, gradients and a transient copy
-    of each while the fast engine builds its buffers; a batch's logits, their softmax and gradient; the RNN's
+    of each while the fast engine builds its buffers; a batch's logits, their softmax and gradient; the layers'
     activations."""
     sizes = tensor_sizes(config, vocab_size)
-    parameters = sizes[ALL_PARAMETERS]
     tokens = config.num_steps * max(config.batch_size, config.eval_batch)
-    per_token = (6 * GATES[config.mode] * config.hidden_dim if config.mode in GATES else
-                 12 * config.hidden_dim + 2 * config.feed_forward + 3 * config.heads * config.num_steps)
+    per_token = family_of(config.mode).activation_floats_per_token(config)
     activations = 4 * sizes["a batch's logits"] + config.num_layers * tokens * per_token
-    return 4 * (3 * parameters + activations)
+    return 4 * (3 * sizes[ALL_PARAMETERS] + activations)
 
 
 def check_fits(config, vocab_size, available=None):
@@ -201,23 +181,3 @@ def check_fits(config, vocab_size, available=None):
                           "about %.1f GB available: lower --hidden-dim or --embed-dim (or --batch-size), or free memory"
                           % (needed / 1e9, tensor_sizes(config, vocab_size)[ALL_PARAMETERS] / 1e6, available / 1e9),
                           setting="hidden_dim")
-
-
-def count_flops_per_token(mode, vocab_size, embed_dim, hidden_dim, num_layers, ffn_dim=None, context=0):
-    """Multiply-adds x 2 of one token's forward pass (the embedding lookup counts 0).
-
-    Each RNN layer does ``gates`` matrix-vector products with its input and its
-    state (gates: 1 for an RNN, 3 for a GRU, 4 for an LSTM); a transformer layer
-    its four attention projections, the scores and weighted values over ``context``
-    tokens, and its two feed-forward products. The decoder does one
-    ``hidden_dim x vocab_size`` product. A training step costs about 3x this
-    (forward, and backward to both inputs and weights).
-    """
-    flops = 0
-    for layer in range(num_layers):
-        if mode == "transformer":
-            flops += 2 * (4 * hidden_dim * hidden_dim + 2 * context * hidden_dim + 2 * hidden_dim * ffn_dim)
-        else:
-            input_dim = embed_dim if layer == 0 else hidden_dim
-            flops += 2 * GATES[mode] * hidden_dim * (input_dim + hidden_dim)
-    return flops + 2 * hidden_dim * vocab_size

@@ -230,7 +230,7 @@ def _log_header(run, sharing):
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
                 config.epochs, "" if config.epochs == 1 else "s", config.engine,
                 describe_threads() + (", " + sharing.describe() if sharing.active else ""), describe_engine())
-    if not getattr(run.model, "carries_state", True):
+    if not run.model.carries_state:
         logger.info(describe_reading(config.num_steps))
 
 

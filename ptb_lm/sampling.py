@@ -41,7 +41,7 @@ def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None
     ctx = ctx or mx.cpu()
     rng = np.random.RandomState(seed)
     history, _ = prompt_ids(dictionary, prompt)
-    stateful = getattr(model, "carries_state", True)
+    stateful = model.carries_state
     hidden = model.begin_state(func=mx.nd.zeros, batch_size=1, ctx=ctx)
     inputs = history if stateful else history[-window:]
     out = []

@@ -8,6 +8,7 @@ from .config import check_whole_number
 from .data import SPLITS, UNK, encode, read_split_texts
 from .download import locate_run_data
 from .errors import ConfigError, DataError
+from .families import family_of
 from .reporting import perplexity
 from .runtime import import_mxnet
 from .training import evaluate
@@ -61,7 +62,7 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
     check_whole_number("num_steps", num_steps)
     if context is not None:
         check_whole_number("context", context)
-        if config.mode != "transformer":
+        if family_of(config.mode).carries_state:
             raise ConfigError("context goes with a transformer: an RNN carries all it has read in its state",
                               setting="context")
     if text is not None:
@@ -85,4 +86,4 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
     return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
             "batch_size": batch_size, "num_steps": num_steps, "source": source,
             "data": None if text is not None else data, "checkpoint": checkpoint.folder,
-            "context": context, "carries_state": getattr(model, "carries_state", True)}
+            "context": context, "carries_state": model.carries_state}

@@ -173,7 +173,7 @@ def evaluate(model, data_source, num_steps, loss_fn=None, sync_every_batch=False
         if between_batches is not None:
             between_batches()
         data, target = get_batch(data_source, i, num_steps)
-        if context and context > num_steps and not getattr(model, "carries_state", True):
+        if context and context > num_steps and not model.carries_state:
             start = max(0, i - (context - num_steps))
             output, hidden = model(data_source[start:i + data.shape[0]], hidden)
             output = output[(i - start) * data_source.shape[1]:]  # the window's own positions

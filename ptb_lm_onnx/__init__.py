@@ -65,19 +65,23 @@ def load(folder):
 class PortableModel(object):
     """An exported model in ONNX Runtime: :meth:`step`, :meth:`score`, :meth:`generate`."""
 
-    def __init__(self, runtime, words, mode, num_layers, hidden, description=None):
+    def __init__(self, runtime, words, mode, num_layers, hidden, description=None, state_names=None):
         self.runtime = runtime
         self.words = list(words)
         self.ids = {w: i for i, w in enumerate(self.words)}
         self.mode, self.num_layers, self.hidden = mode, num_layers, hidden
         self.description = description or {}
-        self.state_names = {"lstm": ["h0", "c0"], "transformer": []}.get(mode, ["h0"])
+        # The state arrays the graph takes after the tokens: its interface says (model.json records it), so that
+        # this package need not know the model's family.
+        if state_names is None:
+            state_names = [i["name"] for i in self.description.get("inputs", []) if i["name"] != "tokens"]
+        self.state_names = list(state_names)
         self.carries_state = bool(self.state_names)  # a transformer reads each window on its own
 
     @classmethod
-    def from_files(cls, onnx_path, words, mode, num_layers, hidden, num_steps=35):
+    def from_files(cls, onnx_path, words, mode, num_layers, hidden, num_steps=35, state_names=()):
         """From a model.onnx and its vocabulary, without a model.json (how the exporter measures it)."""
-        return cls(_runtime(onnx_path), words, mode, num_layers, hidden, {"num_steps": num_steps})
+        return cls(_runtime(onnx_path), words, mode, num_layers, hidden, {"num_steps": num_steps}, state_names)
 
     @classmethod
     def from_export(cls, folder):

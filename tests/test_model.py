@@ -2,7 +2,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from ptb_lm.model import RNNModel, count_flops_per_token
+from ptb_lm import TrainConfig
+from ptb_lm.families import flops_per_token
+from ptb_lm.model import RNNModel
 
 
 @pytest.mark.parametrize("mode, states", [("rnn_relu", 1), ("rnn_tanh", 1), ("lstm", 2), ("gru", 1)])
@@ -53,8 +55,11 @@ def test_tied_decoder_shares_the_embedding_weight():
 
 def test_flop_count_follows_the_layer_shapes():
     # one layer, RNN: 2*(in*h + h*h) for the cell plus 2*h*V for the decoder
-    assert count_flops_per_token("rnn_relu", 7, 3, 5, 1) == 2 * (3 * 5 + 5 * 5) + 2 * 5 * 7
-    assert count_flops_per_token("lstm", 7, 3, 5, 1) == 4 * 2 * (3 * 5 + 5 * 5) + 2 * 5 * 7
+    def shape(mode):
+        return TrainConfig(mode=mode, embed_dim=3, hidden_dim=5, num_layers=1)
+
+    assert flops_per_token(shape("rnn_relu"), 7) == 2 * (3 * 5 + 5 * 5) + 2 * 5 * 7
+    assert flops_per_token(shape("lstm"), 7) == 4 * 2 * (3 * 5 + 5 * 5) + 2 * 5 * 7
 
 
 def test_the_model_classes_a_notebook_is_sent_to_have_their_docstrings():
