@@ -60,6 +60,7 @@ class RNNModel(gluon.HybridBlock):
         self.hidden_dim = hidden_dim
         self.init_scale = init_scale
         self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameter vector (use_packed_rnn_params)
+        self._rnn_weight_transform = None  # transform_rnn_weights
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
@@ -101,8 +102,24 @@ class RNNModel(gluon.HybridBlock):
         """
         self._packed_rnn_params = dict(packed)
 
+    def transform_rnn_weights(self, transform):
+        """Apply ``transform(F, packed) -> packed`` to the RNN's weights at every forward pass, in both engines:
+        the way in for a regulariser on the weights themselves (weight drop).
+
+        ``packed`` is the RNN kernel's one parameter vector, laid out as :meth:`rnn_params_in_kernel_order`
+        (every layer's i2h and h2h weights, then every layer's biases), shape ``(P,)``; write ``transform``
+        with ``F``'s operators, since the fast engine applies it inside its compiled graph, to the flat
+        buffer's view. The imperative engine packs the parameters itself for it, as Gluon's RNN layer does.
+        The gradient flows through it to the parameters. Set it before the first forward pass.
+        """
+        self._rnn_weight_transform = transform
+
     def forward(self, inputs, state):
         packed = self._packed_rnn_params.get(inputs.context)
+        if packed is None and self._rnn_weight_transform is not None:
+            # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
+            packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
+                                  dim=0)
         if packed is None:
             return super(RNNModel, self).forward(inputs, state)
         with warnings.catch_warnings():
@@ -115,6 +132,8 @@ class RNNModel(gluon.HybridBlock):
         if packed_rnn_params is None:
             output, state = self.rnn(emb, state)
         else:
+            if self._rnn_weight_transform is not None:
+                packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
             output, state = self._fused_rnn(F, emb, state, packed_rnn_params)
         output = self.drop(output)
         decoded = self.decoder(output.reshape((-1, self.hidden_dim)))
