@@ -1,6 +1,7 @@
 """Installing: where MXNet 1.9.1 cannot run, what needs it is refused at once, before pip resolves anything,
 and ptb_lm_onnx (the model without MXNet) still installs."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -62,8 +63,11 @@ def test_an_installed_ptb_lm_stands_without_the_checkout(tmp_path):
     """pip install . (not -e), here into a folder of its own: every command's --help runs from another folder,
     and ptb-lm-benchmark names, in one line, what only a checkout has."""
     target = str(tmp_path / "site")
-    built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                            "--target", target, ROOT], capture_output=True, text=True, timeout=600)
+    source = str(tmp_path / "source")  # a copy: setuptools builds in the source tree, and leaves build/ there
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv*", "data", "build", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache"))
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, source],
+                           capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-2000:]
     assert not os.path.exists(os.path.join(target, "tests")) and not os.path.exists(os.path.join(target, "dev"))
     env = dict(os.environ, PYTHONPATH=target)
