@@ -31,8 +31,7 @@ def losses(config, corpus, batches):
     run = assemble(config.replace(max_batches=batches), corpus)
     out = []
     try:
-        train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, run.config.replace(eval_period=1),
-                    on_report=lambda b, loss: out.append(loss))
+        train_epoch(run, run.config.replace(eval_period=1), on_report=lambda b, loss: out.append(loss))
     except TrainingDiverged:
         out.append(float("inf"))
     return np.array(out)

@@ -111,8 +111,7 @@ def operator_profile(run, config, batches):
     folder = tempfile.mkdtemp(prefix="ptb-lm-profile-")
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.path.join(folder, "profile.json"))
     mx.profiler.set_state("run")
-    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config.replace(max_batches=batches,
-                                                                                     eval_period=10 ** 9))
+    train_epoch(run, config.replace(max_batches=batches, eval_period=10 ** 9))
     mx.nd.waitall()
     mx.profiler.set_state("stop")
     text = mx.profiler.dumps(sort_by="total", ascending=False)
@@ -131,8 +130,7 @@ def build(config_name, variant, corpus, data, seed, warmup):
     config = config_for(config_name, engine=engine, seed=seed, data=data, ctx="cpu", progress="none")
     seed_everything(seed)
     run = assemble(config, corpus, levers)
-    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
-                config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
+    train_epoch(run, config.replace(max_batches=warmup, eval_period=10 ** 9))  # compile, allocate
     return config, run
 
 
@@ -141,8 +139,7 @@ def time_variant(config_name, variant, config, run, corpus, max_batches, eval_ba
     from .training import evaluate, train_epoch
 
     engine, _, windows = VARIANTS[variant]
-    loss, tokens, seconds = train_epoch(run.model, run.updater, run.loss_fn, run.train_plan,
-                                        config.replace(max_batches=max_batches, eval_period=10 ** 9))
+    loss, tokens, seconds = train_epoch(run, config.replace(max_batches=max_batches, eval_period=10 ** 9))
     rows = min(eval_batches * config.num_steps + 1, run.eval_source("valid").shape[0])
     source = run.eval_source("valid")[:rows]
     # about window_tokens tokens per call instead of num_steps time steps

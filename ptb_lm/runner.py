@@ -250,9 +250,7 @@ def run_epoch(run, epoch, lr, emit, progress, between_batches=None):
         emit({"event": "batch", "epoch": epoch, "batch": batch, "loss": loss, "ppl": perplexity(loss)})
 
     progress.start(run.batches_per_epoch, "epoch %d" % epoch)
-    train_loss, tokens, train_seconds = train_epoch(
-        run.model, run.updater, run.loss_fn, run.train_plan, config, report, progress, run.sum_across_workers,
-        between_batches)
+    train_loss, tokens, train_seconds = train_epoch(run, config, report, progress, between_batches)
     progress.close()
     val_loss = 0.0
     if run.is_chief:

@@ -83,15 +83,16 @@ class LossMeter(object):
         return loss_sum, tokens
 
 
-def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=None, sum_across_workers=None,
-                between_batches=None):
-    """Train one epoch over ``plan``; return ``(mean training loss per token, tokens, seconds)``.
+def train_epoch(run, config=None, on_report=None, progress=None, between_batches=None):
+    """Train one epoch of ``run`` (an assembled :class:`~ptb_lm.assembly.Run`: its model, updater, loss, batch
+    plan and worker reduction) under ``config`` (default: the run's own; a benchmark changes ``max_batches``);
+    return ``(mean training loss per token, tokens, seconds)``.
 
     ``on_report(batch, mean_loss)`` is called every ``eval_period`` batches;
     ``between_batches()`` is called before every batch: it may raise to stop the run
     (Ctrl-C), and the run also lets MXNet's threads follow the machine's load there.
-    ``config.batch_size`` is the global batch: ``plan`` may hold only this
-    worker's share of its streams, and ``sum_across_workers(loss_sum, tokens)``
+    ``config.batch_size`` is the global batch: the plan may hold only this
+    worker's share of its streams, and ``run.sum_across_workers(loss_sum, tokens)``
     then turns this worker's sums into everyone's, so that every worker reports
     (and returns) the loss of the whole batch.
 
@@ -102,8 +103,10 @@ def train_epoch(model, updater, loss_fn, plan, config, on_report=None, progress=
     at ``clipping_norm x num_steps x batch_size`` (global batch), and the step
     divides by the global ``batch_size``: the same SGD step as one process.
     """
+    config = run.config if config is None else config
+    model, updater, loss_fn, plan = run.model, run.updater, run.loss_fn, run.train_plan
     batch_size = config.batch_size
-    sum_across_workers = sum_across_workers or (lambda loss_sum, tokens: (loss_sum, tokens))
+    sum_across_workers = run.sum_across_workers or (lambda loss_sum, tokens: (loss_sum, tokens))
     imperative = config.engine == "imperative"
     # The gradient is of the loss summed over num_steps x batch_size tokens, so the
     # per-token clipping_norm scales by both (the chapter's rule); a short last batch keeps it.

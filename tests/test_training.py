@@ -23,8 +23,7 @@ def per_batch_losses(config, corpus):
     seed_everything(config.seed)
     run = assemble(config, corpus)
     losses = []
-    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config.replace(eval_period=1),
-                on_report=lambda b, loss: losses.append(loss))
+    train_epoch(run, config.replace(eval_period=1), on_report=lambda b, loss: losses.append(loss))
     return losses, run
 
 
@@ -73,8 +72,7 @@ def test_fast_and_imperative_engines_agree_and_learn(tiny_corpus):
     for engine in ("fast", "imperative"):
         seed_everything(5)
         run = assemble(base.replace(engine=engine), corpus)
-        losses = [train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, run.config)[0]
-                  for _ in range(3)]
+        losses = [train_epoch(run)[0] for _ in range(3)]
         results[engine] = losses + [run.split_loss("valid")]
     np.testing.assert_allclose(results["fast"], results["imperative"], rtol=1e-4)
     assert results["fast"][2] < results["fast"][0]  # it learns
@@ -84,8 +82,7 @@ def engine_losses(config, corpus, batches):
     seed_everything(config.seed)
     run = assemble(config.replace(max_batches=batches), corpus)
     losses = []
-    train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, run.config.replace(eval_period=1),
-                on_report=lambda b, loss: losses.append(loss))
+    train_epoch(run, run.config.replace(eval_period=1), on_report=lambda b, loss: losses.append(loss))
     return losses
 
 

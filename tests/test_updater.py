@@ -82,7 +82,7 @@ def test_the_packed_rnn_parameters_change_nothing_but_the_copies(tiny_corpus, mo
         run = assemble(config, corpus, FastLevers(packed_rnn=pack))
         assert bool(getattr(run.model, "_packed_rnn_params", None)) == pack
         losses = []
-        train_epoch(run.model, run.updater, run.loss_fn, run.train_plan, config, on_report=lambda b, l: losses.append(l))
+        train_epoch(run, config, on_report=lambda b, l: losses.append(l))
         results[pack] = losses + [run.split_loss("valid")]
     np.testing.assert_allclose(results[True], results[False], rtol=1e-6)
 
