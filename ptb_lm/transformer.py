@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError
+from .families.transformer import check_model_size
 from .runtime import import_mxnet
 
 mx = import_mxnet()
@@ -112,12 +112,7 @@ class TransformerModel(gluon.HybridBlock):
     def __init__(self, vocab_size, d_model, heads, ffn_dim, num_layers, dropout=0.2, tied=False, init_scale=None,
                  sparse_grad=False, **kwargs):
         super(TransformerModel, self).__init__(**kwargs)
-        if d_model % heads:
-            raise ConfigError("heads must divide the model size: %d heads do not divide %d" % (heads, d_model),
-                              setting="heads")
-        if d_model % 2:
-            raise ConfigError("the model size must be even for the sinusoidal positions, got %d" % d_model,
-                              setting="embed_dim")
+        check_model_size(d_model, heads)
         self.d_model = d_model
         self.init_scale = init_scale
         self.hidden_dim = d_model

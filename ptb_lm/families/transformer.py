@@ -14,6 +14,17 @@ from . import ModelFamily
 from .graph import finish, interface, onnx
 
 
+def check_model_size(d_model, heads):
+    """Raise ConfigError unless ``heads`` divide the model size and it is even (the sinusoidal positions); the
+    config and TransformerModel both ask."""
+    if d_model % heads:
+        raise ConfigError("heads must divide the model size: %d heads do not divide %d" % (heads, d_model),
+                          setting="heads")
+    if d_model % 2:
+        raise ConfigError("a transformer's model size must be even (sinusoidal positions), got %d" % d_model,
+                          setting="hidden_dim")
+
+
 class TransformerFamily(ModelFamily):
     modes = ("transformer",)
     carries_state = False
@@ -28,12 +39,7 @@ class TransformerFamily(ModelFamily):
                               "--embed-dim and --hidden-dim alike, got %d and %d" % (config.embed_dim,
                                                                                     config.hidden_dim),
                               setting="hidden_dim")
-        if config.hidden_dim % config.heads:
-            raise ConfigError("heads must divide the model size: %d heads do not divide %d"
-                              % (config.heads, config.hidden_dim), setting="heads")
-        if config.hidden_dim % 2:
-            raise ConfigError("a transformer's model size must be even (sinusoidal positions), got %d"
-                              % config.hidden_dim, setting="hidden_dim")
+        check_model_size(config.hidden_dim, config.heads)
 
     def build(self, config, vocab_size, sparse_grad=False):
         from ..transformer import TransformerModel
