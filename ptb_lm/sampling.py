@@ -1,6 +1,6 @@
 """Sampling words from a trained model (``ptb-lm-generate``)."""
 
-import numpy as np
+from ptb_lm_onnx import sample_ids
 
 from .config import check_seed, check_whole_number
 from .data import EOS, unknown_id
@@ -39,19 +39,12 @@ def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None
     """
     check_sampling(num_words, temperature, seed)
     ctx = ctx or mx.cpu()
-    rng = np.random.RandomState(seed)
     history, _ = prompt_ids(dictionary, prompt)
-    stateful = model.carries_state
-    hidden = model.begin_state(func=mx.nd.zeros, batch_size=1, ctx=ctx)
-    inputs = history if stateful else history[-window:]
-    out = []
-    for _ in range(num_words):
-        logits, hidden = model(mx.nd.array(inputs, ctx=ctx, dtype="int32").reshape((-1, 1)), hidden)
-        last = logits[-1].asnumpy().astype(np.float64) / temperature
-        probs = np.exp(last - last.max())
-        probs /= probs.sum()
-        next_id = int(rng.choice(len(probs), p=probs))
-        out.append(dictionary.idx_to_word[next_id])
-        history.append(next_id)
-        inputs = [next_id] if stateful else history[-window:]
-    return out
+    hidden = [model.begin_state(func=mx.nd.zeros, batch_size=1, ctx=ctx)]
+
+    def last_logits(tokens):
+        logits, hidden[0] = model(mx.nd.array(tokens, ctx=ctx, dtype="int32").reshape((-1, 1)), hidden[0])
+        return logits[-1].asnumpy()
+
+    ids = sample_ids(last_logits, history, num_words, temperature, seed, model.carries_state, window)
+    return [dictionary.idx_to_word[i] for i in ids]

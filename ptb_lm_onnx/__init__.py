@@ -207,29 +207,46 @@ class PortableModel(object):
             raise ExportError("--temperature must be above 0, got %g" % temperature)
         if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2 ** 32):
             raise ExportError("--seed must be a whole number from 0 to 2**32 - 1, got %r" % (seed,))
-        rng = np.random.RandomState(seed)
         words = prompt.split() or [EOS]
         unknown = self.unknown_words(" ".join(words))
         unk = self.unknown_id(unknown) if unknown else None
-        history = [self.ids.get(w, unk) for w in words]
-        window = self.description.get("num_steps", 35)
-        tokens = history if self.carries_state else history[-window:]
-        state = self.begin_state(1)
-        out = []
-        for _ in range(num_words):
-            logits, state = self.step(np.array(tokens, dtype=np.int64).reshape(-1, 1), state)
-            last = logits[-1, 0].astype(np.float64) / temperature
-            probs = np.exp(last - last.max())
-            probs /= probs.sum()
-            next_id = int(rng.choice(len(probs), p=probs))
-            out.append(self.words[next_id])
-            history.append(next_id)
-            tokens = [next_id] if self.carries_state else history[-window:]
-        return out
+        state = [self.begin_state(1)]
+
+        def last_logits(tokens):
+            logits, state[0] = self.step(np.array(tokens, dtype=np.int64).reshape(-1, 1), state[0])
+            return logits[-1, 0]
+
+        ids = sample_ids(last_logits, [self.ids.get(w, unk) for w in words], num_words, temperature, seed,
+                         self.carries_state, self.description.get("num_steps", 35))
+        return [self.words[i] for i in ids]
 
     def unknown_words(self, text):
         """The words of ``text`` outside the vocabulary, in order."""
         return [w for w in text.split() if w not in self.ids]
+
+
+def sample_ids(last_logits, history, num_words, temperature=1.0, seed=None, carries_state=True, window=35):
+    """The sampling loop of ptb-lm-generate and ptb-lm-onnx-generate, one for both (this package may not import
+    ptb_lm, and ptb_lm imports it): ``num_words`` ids, each drawn from softmax(logits / temperature) with
+    NumPy's RandomState(seed), so that both give the same words for a seed.
+
+    ``last_logits(tokens)`` runs the model on ``tokens`` (a list of ids) from its state, keeps the new state,
+    and returns the logits (vocab,) of the last one. A model that carries its state is given each new word
+    alone; one that does not (a transformer) the last ``window`` words again each time. ``history`` (the
+    prompt's ids) grows with the words drawn.
+    """
+    rng = np.random.RandomState(seed)
+    tokens = history if carries_state else history[-window:]
+    out = []
+    for _ in range(num_words):
+        last = np.asarray(last_logits(tokens), dtype=np.float64) / temperature
+        probs = np.exp(last - last.max())
+        probs /= probs.sum()
+        next_id = int(rng.choice(len(probs), p=probs))
+        out.append(next_id)
+        history.append(next_id)
+        tokens = [next_id] if carries_state else history[-window:]
+    return out
 
 
 def no_unk_message(words):
