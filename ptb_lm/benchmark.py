@@ -33,7 +33,7 @@ import tempfile
 import time
 
 from .errors import ConfigError, RunFailure
-from .families import family_of, flops_per_token
+from .families import family_of, flops_per_token, state_names
 from .levers import FastLevers
 from .runtime.children import PACKAGE_ROOT, last_line
 
@@ -170,7 +170,7 @@ def onnx_evaluation(run, config, source, steps):
     family = family_of(config.mode)
     graph = family.onnx_graph(config, len(run.corpus.dictionary), family.onnx_weights(run.model))
     portable = PortableModel(runtime_for(graph), run.corpus.dictionary.idx_to_word, config.mode, config.num_layers,
-                             config.hidden_dim, state_names=family.state_names(config.mode))
+                             config.hidden_dim, state_names=state_names(config.mode))
     ids = source.asnumpy().T.reshape(-1)  # the streams back to back: the same batches again
     portable.score_ids(ids[: 2 * (steps + 1) * source.shape[1]], source.shape[1], steps)  # warm-up
     start = time.time()

@@ -38,7 +38,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import Dictionary
-from .errors import CheckpointError, ConfigError, PtbLmError, SaveDirError, WriteFailed, arg
+from .errors import CheckpointError, ConfigError, SaveDirError, WriteFailed, arg
 from .files import sha256_of, staged_folder
 from .model import build_model
 from .runtime import error_summary, import_mxnet
@@ -253,19 +253,24 @@ def prepare_save_dir(save_dir):
                            % arg("save_dir", save_dir))
 
 
-def held_run(save_dir):
-    """Why a new run cannot start in ``save_dir``, which holds one, and what to do instead."""
+def refuse_a_held_run(save_dir):
+    """Raise SaveDirError, saying what to do instead, if ``save_dir`` already holds a run (a new run never
+    replaces one). Only its state.json and config.json are read: what is said needs no verified weights."""
+    if not os.path.lexists(os.path.join(save_dir, "last")):
+        return
+    done = newest_epoch(save_dir)
     try:
-        held = Checkpoint(os.path.join(save_dir, "last"))
-        done, planned = held.epoch, held.config.epochs
-    except PtbLmError:  # a damaged or older checkpoint: the plain advice
-        done = planned = None
-    if done is not None and done >= planned:
-        return ("%s already holds a complete run (%d of %d epochs): give a new %s, or train it further with "
-                "%s and %s (nothing was changed)" % (arg("save_dir", save_dir), done, planned, arg("save_dir"),
-                                                     arg("resume", save_dir), arg("epochs", done + 1)))
-    return ("%s already holds a run: continue it with %s, or give a new %s (nothing was changed)"
-            % (arg("save_dir", save_dir), arg("resume", save_dir), arg("save_dir")))
+        with open(os.path.join(save_dir, "last", "config.json"), encoding="utf-8") as f:
+            planned = json.load(f)["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged checkpoint: the plain advice
+        planned = None
+    if isinstance(done, int) and isinstance(planned, int) and done >= planned:
+        raise SaveDirError("%s already holds a complete run (%d of %d epochs): give a new %s, or train it further "
+                           "with %s and %s (nothing was changed)"
+                           % (arg("save_dir", save_dir), done, planned, arg("save_dir"), arg("resume", save_dir),
+                              arg("epochs", done + 1)))
+    raise SaveDirError("%s already holds a run: continue it with %s, or give a new %s (nothing was changed)"
+                       % (arg("save_dir", save_dir), arg("resume", save_dir), arg("save_dir")))
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError, RunFailure, SaveDirError
+from . import families
 from .families import family_of
 from .families.graph import OPSET, PRODUCER, interface, onnx as _onnx
 from .files import sha256_of, staged_folder
@@ -80,7 +81,7 @@ def mxnet_graph(model, config, vocab_size, folder):
     block = EvaluationGraph(model)
     block.hybridize()
     layers, hidden = config.num_layers, config.hidden_dim
-    state_names = family_of(config.mode).state_names(config.mode)
+    state_names = families.state_names(config.mode)
     states = len(state_names)
     tokens = mx.nd.zeros((3, 2))
     block(tokens, *[mx.nd.zeros((layers, 2, hidden)) for _ in range(states)])
@@ -177,7 +178,7 @@ def runtime_for(onnx_model):
 def disagreement(runtime, model, config, rng, shapes=((3, 2), (7, 3))):
     """The largest relative gap between ONNX Runtime and MXNet over ``shapes``, state carried over two windows."""
     vocab = model.decoder.weight.shape[0]
-    state_names = family_of(config.mode).state_names(config.mode)
+    state_names = families.state_names(config.mode)
     states = len(state_names)
     worst = 0.0
     for seq_len, batch in shapes:
@@ -241,7 +242,7 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
             vocab.save(os.path.join(staging, "vocab.txt"))
             test = _test_perplexity(onnx_path, vocab, config, data, test_batch_size)
             family = family_of(config.mode)
-            inputs, outputs = interface(family.state_names(config.mode), config.num_layers, config.hidden_dim,
+            inputs, outputs = interface(families.state_names(config.mode), config.num_layers, config.hidden_dim,
                                         len(vocab))
             described = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "producer": PRODUCER, "route": taken,
@@ -318,7 +319,7 @@ def _test_perplexity(onnx_path, vocab, config, data, batch_size):
         return {"skipped": str(err)}
     portable = PortableModel.from_files(onnx_path, vocab.idx_to_word, config.mode, config.num_layers,
                                         config.hidden_dim, config.num_steps,
-                                        state_names=family_of(config.mode).state_names(config.mode))
+                                        state_names=families.state_names(config.mode))
     batch = batch_size or config.eval_batch
     try:
         result = portable.score(text.splitlines(), batch_size=batch, num_steps=config.num_steps)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 
-from .checkpoint import SaveDirLock, held_run, save_checkpoint
+from .checkpoint import SaveDirLock, refuse_a_held_run, save_checkpoint
 from .errors import SaveDirError, arg
 from .files import partial_path
 from .reporting import JsonlWriter
@@ -58,8 +58,8 @@ class RunOutputs(object):
             if self.lock is not None:
                 self._note_new(self.config.save_dir)
                 self.lock.acquire()
-                if not self.resuming and os.path.lexists(os.path.join(self.config.save_dir, "last")):
-                    raise SaveDirError(held_run(self.config.save_dir))
+                if not self.resuming:
+                    refuse_a_held_run(self.config.save_dir)
             if self.config.log_json:
                 if not self.resuming and os.path.isfile(self.config.log_json) and \
                         os.path.getsize(self.config.log_json):
@@ -104,8 +104,7 @@ class RunOutputs(object):
         if self.lock is None:
             return
         save_checkpoint(self.config.save_dir, run.model, self.saved_config, run.corpus.dictionary, state,
-                        best=improved,
-                        optimizer_state=run.updater.optimizer_state())
+                        best=improved, optimizer_state=run.updater.optimizer_state())
         self.draw_curves(history)
 
     def draw_curves(self, history):

@@ -38,9 +38,9 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .checkpoint import (Checkpoint, SaveDirLock, copy_checkpoint, held_run, newest_epoch, prepare_save_dir,
-                         restore_rng_states)
-from .errors import CheckpointError, ConfigError, SaveDirError, arg
+from .checkpoint import (Checkpoint, SaveDirLock, copy_checkpoint, newest_epoch, prepare_save_dir,
+                         refuse_a_held_run, restore_rng_states)
+from .errors import CheckpointError, ConfigError, arg
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,8 @@ def begin(config, resume, assemble, open_outputs):
     opening it, it is closed here and what it created is removed.
     """
     if resume is None:
-        if config.save_dir and os.path.lexists(os.path.join(config.save_dir, "last")) and \
-                not SaveDirLock(config.save_dir).holder():
-            raise SaveDirError(held_run(config.save_dir))  # before any work; open_outputs checks again, locked
+        if config.save_dir and not SaveDirLock(config.save_dir).holder():  # a live run's lock says "in use"
+            refuse_a_held_run(config.save_dir)  # before any work; open_outputs checks again, under the lock
         run = assemble(config)
         return run, open_outputs(run, False), RunState()
     resume_point = open_resume(resume)

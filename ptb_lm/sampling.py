@@ -1,9 +1,9 @@
 """Sampling words from a trained model (``ptb-lm-generate``)."""
 
-from ptb_lm_onnx import sample_ids
+from ptb_lm_onnx import prompt_ids as shared_prompt_ids, sample_ids
 
 from .config import check_seed, check_whole_number
-from .data import EOS, unknown_id
+from .data import unknown_id
 from .errors import ConfigError
 from .runtime import import_mxnet
 
@@ -22,10 +22,7 @@ def check_sampling(num_words, temperature, seed=None):
 def prompt_ids(dictionary, prompt):
     """``(ids, unknown)``: the prompt's words as ids (``<eos>`` for an empty prompt), and those outside the
     vocabulary, which read as ``<unk>`` (DataError, naming them, where the vocabulary has none)."""
-    words = prompt.split() or [EOS]
-    unknown = [w for w in words if w not in dictionary.word_to_idx]
-    unk = unknown_id(dictionary, unknown) if unknown else None
-    return [dictionary.word_to_idx.get(w, unk) for w in words], unknown
+    return shared_prompt_ids(prompt, dictionary.word_to_idx, lambda words: unknown_id(dictionary, words))
 
 
 def generate(model, dictionary, num_words, temperature=1.0, prompt="", seed=None, ctx=None, window=35):

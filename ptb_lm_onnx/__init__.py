@@ -207,22 +207,30 @@ class PortableModel(object):
             raise ExportError("--temperature must be above 0, got %g" % temperature)
         if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2 ** 32):
             raise ExportError("--seed must be a whole number from 0 to 2**32 - 1, got %r" % (seed,))
-        words = prompt.split() or [EOS]
-        unknown = self.unknown_words(" ".join(words))
-        unk = self.unknown_id(unknown) if unknown else None
+        history, _ = prompt_ids(prompt, self.ids, self.unknown_id)
         state = [self.begin_state(1)]
 
         def last_logits(tokens):
             logits, state[0] = self.step(np.array(tokens, dtype=np.int64).reshape(-1, 1), state[0])
             return logits[-1, 0]
 
-        ids = sample_ids(last_logits, [self.ids.get(w, unk) for w in words], num_words, temperature, seed,
-                         self.carries_state, self.description.get("num_steps", 35))
+        ids = sample_ids(last_logits, history, num_words, temperature, seed, self.carries_state,
+                         self.description.get("num_steps", 35))
         return [self.words[i] for i in ids]
 
     def unknown_words(self, text):
         """The words of ``text`` outside the vocabulary, in order."""
         return [w for w in text.split() if w not in self.ids]
+
+
+def prompt_ids(prompt, ids, unknown_id):
+    """``(ids, unknown)``: a prompt's words as ids (``<eos>`` for an empty prompt), and those outside the
+    vocabulary ``ids``, which read as ``unknown_id(their words)`` (``<unk>``'s id, or an error naming them).
+    Generation's one reader of a prompt, ptb_lm's too."""
+    words = prompt.split() or [EOS]
+    unknown = [w for w in words if w not in ids]
+    unk = unknown_id(unknown) if unknown else None
+    return [ids.get(w, unk) for w in words], unknown
 
 
 def sample_ids(last_logits, history, num_words, temperature=1.0, seed=None, carries_state=True, window=35):

@@ -59,9 +59,7 @@ PYTORCH_FLAGS = {
     "--nhead": ("--heads", ""),
     "--dry-run": ("--epochs 1 --max-batches N", ""),
     "--model": ("--mode", " (lstm, gru, rnn_tanh, rnn_relu or transformer, in lower case)"),
-    "--tied": ("--tied", ""),
     "--cuda": ("--ctx gpu", ""),
-    "--lr": ("--lr", ""),
 }
 
 

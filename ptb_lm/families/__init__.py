@@ -92,6 +92,11 @@ def family_of(mode):
     return family
 
 
+def state_names(mode):
+    """The names of ``mode``'s state arrays in the ONNX interface ([] for a model that carries none)."""
+    return family_of(mode).state_names(mode)
+
+
 def flops_per_token(config, vocab_size, context=0):
     """Multiply-adds x 2 of one token's forward pass: the layers', then the decoder's ``hidden x vocab`` product
     (the embedding lookup counts 0). A training step costs about 3x this (forward, and backward to both

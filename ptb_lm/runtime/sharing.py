@@ -33,7 +33,7 @@ import logging
 import os
 import time
 
-from .children import stat_fields, descendants
+from .children import descendants, stat_fields
 from .engine import runs_on_calling_thread
 from .threads import mxnet_thread_count, user_chose_threads
 
