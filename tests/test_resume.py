@@ -100,6 +100,7 @@ def test_resume_takes_the_checkpoint_config_and_the_flags_given(saved_run):
     (["--preset", "zaremba-small"], ["drop --preset"]),
     (["--hidden-dim", "16"], ["hidden_dim", "--hidden-dim"]),
     (["--mode", "lstm"], ["mode", "--mode"]),
+    (["--optimizer", "adam"], ["optimizer", "--optimizer"]),  # an SGD run has no moments to resume Adam from
 ])
 def test_resume_refuses_a_preset_or_an_architecture_flag(saved_run, flags, words):
     save, _ = saved_run
@@ -185,6 +186,9 @@ def test_fit_refuses_a_different_architecture(tiny_corpus, tmp_path):
     fit(tiny_config(tiny_corpus, epochs=1, save_dir=save))
     with pytest.raises(CheckpointError):
         fit(tiny_config(tiny_corpus, epochs=2, hidden_dim=10), resume=save)
+    with pytest.raises(CheckpointError) as err:  # an SGD run resumed as Adam would start from zero moments
+        fit(tiny_config(tiny_corpus, epochs=2, optimizer="adam"), resume=save)
+    assert "optimizer" in str(err.value)
     with pytest.raises(ConfigError):
         tiny_config(tiny_corpus).replace(batch_size=0)
 
@@ -265,3 +269,25 @@ def test_a_damaged_optimizer_state_is_refused(tiny_corpus, tmp_path):
     with pytest.raises(CheckpointError) as err:
         Checkpoint(save)
     assert "optimizer.params is damaged" in str(err.value)
+
+
+def test_an_adam_run_branched_into_a_new_save_dir_takes_its_optimizer_state_along(tiny_corpus, tmp_path):
+    """--resume OLD --save-dir NEW copies the checkpoint into NEW; the copy must hold Adam's moments, so that the
+    branch, stopped before its first new epoch ends and resumed from its copy alone, ends bit for bit where an
+    uninterrupted run does."""
+    whole, parts, branch = (str(tmp_path / name) for name in ("whole", "parts", "branch"))
+    config = lstm_config(tiny_corpus, optimizer="adam", lr=0.005, eval_period=5)
+    fit(config.replace(epochs=3, save_dir=whole))
+    fit(config.replace(epochs=2, save_dir=parts))
+
+    def stop_in_epoch_3(event):
+        if event["event"] == "batch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        fit(config.replace(epochs=3, save_dir=branch), resume=parts, on_event=stop_in_epoch_3)
+    shutil.rmtree(parts)  # the branch must stand on its own copy
+    fit(config.replace(epochs=3), resume=branch)
+    for name in ("model.params", "optimizer.params"):
+        a, b = (open(os.path.join(folder, "last", name), "rb").read() for folder in (whole, branch))
+        assert a == b, name

@@ -91,15 +91,19 @@ def test_other_work_shrinks_the_team_within_a_second_and_it_is_logged(machine, c
 
 
 def test_the_team_grows_back_two_looks_after_the_cores_are_free(machine):
+    """One look a period, each over a period the test controls: the first free look does not grow the team,
+    the second in a row does."""
     omp = FakeOpenMP()
     shared = sharing_on(machine, omp)
-    train(machine, shared, 5, others=1.0)
+    train(machine, shared, 5, others=1.0, batch=sharing.PERIOD)  # one look before each batch
     assert omp.calls == [1]
-    looks_free = []
-    for _ in range(8):  # one look a period: the first free look does not grow it, the second does
-        train(machine, shared, sharing.PERIOD, others=0.0)
-        looks_free.append(shared.threads)
-    assert omp.calls == [1, 2] and looks_free.index(2) in (1, 2)
+    shared.tick()  # a look over the last busy batch: from here on, each look sees one free period
+    threads_after_look = []
+    for _ in range(4):
+        machine.run(sharing.PERIOD, shared.threads, others=0.0)
+        shared.tick()
+        threads_after_look.append(shared.threads)
+    assert omp.calls == [1, 2] and threads_after_look == [1, 2, 2, 2]
 
 
 def test_a_little_other_work_neither_shrinks_nor_lets_a_shrunk_team_swing_back(machine):

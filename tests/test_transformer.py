@@ -167,3 +167,33 @@ def test_a_sliding_window_as_long_as_the_stream_is_one_window_over_it_all(tiny_c
     sliding = evaluate(model, source, num_steps=3, context=10 ** 4)
     assert sliding == pytest.approx(whole, rel=1e-5)
     assert evaluate(model, source, num_steps=3, context=3) == pytest.approx(evaluate(model, source, num_steps=3))
+
+
+def test_a_sliding_window_reads_each_window_with_the_context_tokens_that_end_with_it(tiny_corpus):
+    """context=C: a window's last input token sees the C - 1 tokens before it (all of them near the start).
+    The oracle feeds the model, window by window, the C tokens that end with the window (or the stream up
+    to there) and scores the window's own targets in numpy."""
+    from ptb_lm.batches import device_batches
+    from ptb_lm.data import Corpus
+    from ptb_lm.training import evaluate
+
+    corpus = Corpus(tiny_corpus)
+    vocab = len(corpus.dictionary)
+    model = TransformerModel(vocab, 16, 2, 16, 2, dropout=0.0)
+    mx.random.seed(2)
+    model.initialize_parameters(mx.cpu())
+    steps, context = 3, 8
+    source = device_batches(corpus.valid, 2, mx.cpu())[:3 * 8 + 1]  # 8 whole windows: none cut short
+    rows, streams = source.shape
+    total, tokens = 0.0, 0
+    for i in range(0, rows - 1, steps):
+        end = i + steps  # the window's inputs are rows i .. end - 1, its targets rows i + 1 .. end
+        begin = max(0, end - context)
+        logits = model(source[begin:end], [])[0].asnumpy().astype(np.float64).reshape(end - begin, streams, vocab)
+        own = logits[i - begin:]
+        log_probs = own - own.max(axis=-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
+        targets = source[i + 1:end + 1].asnumpy().astype(int)
+        total -= np.take_along_axis(log_probs, targets[:, :, None], axis=-1).sum()
+        tokens += targets.size
+    assert evaluate(model, source, num_steps=steps, context=context) == pytest.approx(total / tokens, rel=1e-5)

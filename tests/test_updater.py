@@ -46,10 +46,12 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("settings", list(OPTIMIZERS.values()), ids=list(OPTIMIZERS))
-@pytest.mark.parametrize("clip_at", [1e-3, 1e6])  # clipping, and not
-def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at, settings):
+@pytest.mark.parametrize("clip_at, schedule", [(1e-3, False), (1e6, False), (1e6, True)],
+                         ids=["clipped", "unclipped", "scheduled"])
+def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at, schedule, settings):
     """Gluon's own Trainer with MXNet's own SGD and Adam optimizers is the oracle, step by step: the flat
-    buffers (one update over the whole buffer, with flat state buffers) must take the same steps."""
+    buffers (one update over the whole buffer, with flat state buffers) must take the same steps, also when
+    the learning rate changes between steps (a schedule, or the plateau decay), which must reach every rule."""
     from ptb_lm.updater import ChapterUpdater
 
     corpus = Corpus(tiny_corpus)
@@ -60,8 +62,10 @@ def test_the_flat_update_is_the_chapters_update(tiny_corpus, clip_at, settings):
     chapter = ChapterUpdater(chapter_model, [mx.cpu()], config)
     assert type(chapter.trainer.optimizer).__name__ == {"sgd": "SGD", "momentum": "SGD", "adam": "Adam"}[
         config.optimizer]  # MXNet's own, not ours
-    for _ in range(5):
+    for step in range(5):
         for model, update in ((flat_model, flat), (chapter_model, chapter)):
+            if schedule:
+                update.set_learning_rate(config.lr * (0.3, 2.0, 0.05, 1.0, 4.0)[step])
             backward_on(model, corpus, loss_fn)
             norm = update(4, clip_at)
             assert norm > 0
@@ -155,3 +159,26 @@ def test_the_flat_adamw_update_is_decoupled_adamw():
     expected = adamw_oracle(weight, grads, 0.01, (0.85, 0.98), 1e-8, 0.1)
     np.testing.assert_allclose(w.asnumpy(), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(expected, adamw_oracle(weight, grads, 0.01, (0.85, 0.98), 1e-8, 0.0))  # wd matters
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1], ids=["no-decay", "decay"])
+def test_the_imperative_engines_adamw_is_decoupled_adamw(wd):
+    """The AdamW that Gluon's Trainer runs in the imperative engine (MXNet 1.9.1 has none of its own), against
+    the same numpy oracle as the flat rule, through Trainer.step as the chapter's loop calls it."""
+    from ptb_lm.optimizers import gluon_optimizer
+
+    rng = np.random.RandomState(1)
+    weight = rng.randn(50).astype(np.float32)
+    grads = [rng.randn(50).astype(np.float32) for _ in range(6)]
+    config = TrainConfig(optimizer="adamw", lr=0.01, weight_decay=wd, betas=(0.85, 0.98))
+    param = mx.gluon.Parameter("w", shape=(50,))
+    param.initialize(ctx=mx.cpu())
+    param.set_data(mx.nd.array(weight))
+    trainer = mx.gluon.Trainer([param], gluon_optimizer(config))
+    for g in grads:
+        with mx.autograd.record():
+            loss = (param.data() * mx.nd.array(g * 4)).sum()  # its gradient is 4 g
+        loss.backward()
+        trainer.step(4)  # step(batch_size) divides the gradient by 4
+    expected = adamw_oracle(weight, grads, 0.01, (0.85, 0.98), 1e-8, wd)
+    np.testing.assert_allclose(param.data().asnumpy(), expected, rtol=1e-5, atol=1e-6)
