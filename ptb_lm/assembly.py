@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .model import build_model, check_fits
 from .optimizers import lazy_update_is_exact
 from .parallel import begin_data_parallel, create_kvstore, shards_of_rank
+from .regularisers import auxiliary_needed, loss_terms_for
 from .runtime import error_summary, import_mxnet
 from .runtime.devices import resolve_contexts
 from .runtime.memory import available_bytes
@@ -55,6 +56,7 @@ class Run:
     rank: int = 0
     num_workers: int = 1
     sum_across_workers: Optional[Callable] = None
+    loss_terms: list = field(default_factory=list)  # added to what training backpropagates (ptb_lm.regularisers)
     _eval_sources: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -91,11 +93,13 @@ class Run:
                 progress.close()
 
 
-def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None):
+def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_terms=None):
     """Build the data plan, the model and the updater that ``config`` describes.
 
     ``levers`` turns the fast engine's levers off one by one, for measuring them
     (:class:`~ptb_lm.levers.FastLevers`); the imperative engine uses none of them.
+    ``loss_terms`` (:class:`~ptb_lm.regularisers.LossTerm` objects) replace the ones
+    ``config`` asks for, for a notebook or a test that brings its own.
     """
     corpus = corpus or load_corpus(config, vocabulary)
     check_fits_data(config, {name: len(ids) for name, ids in corpus.splits().items()})
@@ -111,6 +115,8 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None):
         lazy_update_is_exact(config)
     check_fits(config, len(corpus.dictionary), available_bytes())
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
+    loss_terms = loss_terms_for(config) if loss_terms is None else list(loss_terms)
+    model.keep_auxiliary(auxiliary_needed(loss_terms))  # before the graph is built
     try:
         model.initialize_parameters(ctxs)
         updater = make_updater(config, model, ctxs, kv, levers, sparse_embedding=sparse)  # before the first backward
@@ -126,4 +132,5 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None):
     shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
     reducer = begin_data_parallel(updater, kv, ctxs[0]) if num_workers > 1 else None
-    return Run(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer)
+    return Run(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer,
+               loss_terms)

@@ -12,6 +12,7 @@ same graph once (the fast engine).
 import warnings
 
 from .families import family_of
+from .families.auxiliary import AuxiliaryOutputs
 from .families.rnn import RNNFamily
 from .errors import ConfigError
 from .runtime import import_mxnet
@@ -22,7 +23,7 @@ from mxnet import gluon  # noqa: E402
 from mxnet.gluon import nn, rnn  # noqa: E402
 
 
-class RNNModel(gluon.HybridBlock):
+class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     """Embedding, a multi-layer RNN and a dense decoder (the chapter's model).
 
     Parameters
@@ -44,9 +45,14 @@ class RNNModel(gluon.HybridBlock):
     Call ``model(inputs, state)`` with ``inputs`` of shape ``(num_steps, batch_size)``
     and ``state`` from :meth:`begin_state`; it returns ``(logits, state)`` with
     logits of shape ``(num_steps * batch_size, vocab_size)``.
+
+    Auxiliary outputs (:meth:`keep_auxiliary`, :meth:`with_auxiliary`), each
+    ``(num_steps, batch_size, hidden_dim)``: ``hidden``, the last RNN layer's outputs,
+    and ``hidden_dropped``, the same after the output dropout (what the decoder reads).
     """
 
     carries_state = True  # the hidden state goes on from batch to batch (truncated BPTT)
+    auxiliary = ("hidden", "hidden_dropped")
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
                  init_scale=None, sparse_grad=False, **kwargs):
@@ -115,29 +121,36 @@ class RNNModel(gluon.HybridBlock):
         self._rnn_weight_transform = transform
 
     def forward(self, inputs, state):
+        logits, state, _ = self._forward_all(inputs, state)
+        return logits, state
+
+    def _forward_all(self, inputs, state):
         packed = self._packed_rnn_params.get(inputs.context)
         if packed is None and self._rnn_weight_transform is not None:
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
             packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
                                   dim=0)
         if packed is None:
-            return super(RNNModel, self).forward(inputs, state)
-        with warnings.catch_warnings():
-            # the RNN layer's own parameters are not graph inputs on this path: their packed view is
-            warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
-            return super(RNNModel, self).forward(inputs, state, packed)
+            out = super(RNNModel, self).forward(inputs, state)
+        else:
+            with warnings.catch_warnings():
+                # the RNN layer's own parameters are not graph inputs on this path: their packed view is
+                warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
+                out = super(RNNModel, self).forward(inputs, state, packed)
+        return out[0], out[1], list(out[2:])
 
     def hybrid_forward(self, F, inputs, state, packed_rnn_params=None, **params):
         emb = self.drop(self.encoder(inputs))
         if packed_rnn_params is None:
-            output, state = self.rnn(emb, state)
+            hidden, state = self.rnn(emb, state)
         else:
             if self._rnn_weight_transform is not None:
                 packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
-            output, state = self._fused_rnn(F, emb, state, packed_rnn_params)
-        output = self.drop(output)
-        decoded = self.decoder(output.reshape((-1, self.hidden_dim)))
-        return decoded, state
+            hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params)
+        dropped = self.drop(hidden)
+        decoded = self.decoder(dropped.reshape((-1, self.hidden_dim)))
+        auxiliary = {"hidden": hidden, "hidden_dropped": dropped}
+        return (decoded, state) + tuple(auxiliary[name] for name in self.kept_auxiliary)
 
     def _fused_rnn(self, F, emb, state, packed):
         """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional)."""

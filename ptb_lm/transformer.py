@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from .families.auxiliary import AuxiliaryOutputs
 from .families.transformer import check_model_size
 from .runtime import import_mxnet
 
@@ -103,11 +104,12 @@ class EncoderLayer(gluon.HybridBlock):
         return self.norm2(x + self.drop2(self.ffn2(self.drop_ffn(self.ffn1(x)))))
 
 
-class TransformerModel(gluon.HybridBlock):
+class TransformerModel(AuxiliaryOutputs, gluon.HybridBlock):
     """The causal Transformer LM; call ``model(inputs, state)`` with ``inputs`` (T, N) and ``state`` from
     :meth:`begin_state` (an empty list); returns ``(logits (T*N, vocab), state)`` as :class:`RNNModel` does."""
 
     carries_state = False
+    auxiliary = ("hidden",)  # the last layer's normalised outputs (T, N, d_model), what the decoder reads
 
     def __init__(self, vocab_size, d_model, heads, ffn_dim, num_layers, dropout=0.2, tied=False, init_scale=None,
                  sparse_grad=False, **kwargs):
@@ -132,13 +134,23 @@ class TransformerModel(gluon.HybridBlock):
                                         weight_initializer=mx.init.Uniform(init_scale or 0.1))
 
     def forward(self, inputs, state):
-        return super(TransformerModel, self).forward(inputs), state
+        logits, state, _ = self._forward_all(inputs, state)
+        return logits, state
+
+    def _forward_all(self, inputs, state):
+        out = super(TransformerModel, self).forward(inputs)
+        if not self.kept_auxiliary:
+            return out, state, []
+        return out[0], state, list(out[1:])
 
     def hybrid_forward(self, F, inputs, positions):
         x = self.encoder(inputs) * math.sqrt(self.d_model)  # (T, N, C)
         x = F.broadcast_add(x, F.slice_like(positions, x, axes=(0,)))
         x = self.norm(self.layers(self.drop(x)))
-        return self.decoder(x).reshape((-3, 0))  # (T*N, vocab)
+        logits = self.decoder(x).reshape((-3, 0))  # (T*N, vocab)
+        if not self.kept_auxiliary:
+            return logits
+        return (logits,) + tuple({"hidden": x}[name] for name in self.kept_auxiliary)
 
     def begin_state(self, *args, **kwargs):
         """No state: each window is read on its own."""

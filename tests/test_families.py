@@ -40,8 +40,13 @@ def test_what_a_family_says_of_its_model_is_what_the_model_does(mode, tied):
     state = model.begin_state(func=mx.nd.zeros, batch_size=3, ctx=mx.cpu())
     assert len(state) == len(family.state_names(mode))
     assert all(s.shape == (config.num_layers, 3, config.hidden_dim) for s in state)
-    logits, _ = model(mx.nd.array(np.arange(12).reshape(4, 3) % vocab, dtype="int32"), state)
+    tokens = mx.nd.array(np.arange(12).reshape(4, 3) % vocab, dtype="int32")
+    logits, _ = model(tokens, state)
     assert logits.shape == (4 * 3, vocab)
+    model.keep_auxiliary(model.auxiliary)  # every block offers its auxiliary outputs the one way, (T, N, hidden)
+    _, _, auxiliary = model.with_auxiliary(tokens, state)
+    assert sorted(auxiliary) == sorted(model.auxiliary)
+    assert all(a.shape == (4, 3, config.hidden_dim) for a in auxiliary.values())
     counted = sum(int(np.prod(p.shape)) for p in model.collect_params().values() if p.grad_req != "null")
     assert tensor_sizes(config, vocab)[ALL_PARAMETERS] == counted
 

@@ -9,6 +9,8 @@ A family's model is a Gluon block that ptb_lm's loops drive without knowing its 
     model.carries_state                      True: the state goes on from window to window (truncated
                                              BPTT); False: each window is read on its own
     model.initialize_parameters(ctxs)        the family's own initialisers
+    model.auxiliary                          names of further outputs it can compute, for a loss term
+                                             (ptb_lm.families.auxiliary: keep_auxiliary, with_auxiliary)
 
 Everything else ptb_lm needs to know of a family, its :class:`ModelFamily` says: how the block is
 built, the settings it refuses, the names of its state arrays in the ONNX interface, its tensor
