@@ -96,6 +96,10 @@ def train_epoch(run, config=None, on_report=None, progress=None, between_batches
     then turns this worker's sums into everyone's, so that every worker reports
     (and returns) the loss of the whole batch.
 
+    The run's loss terms (:mod:`ptb_lm.regularisers`), if any, are computed from the
+    model's auxiliary outputs and backpropagated with the cross-entropy; the loss
+    reported and returned is the cross-entropy alone.
+
     Normalisation with several contexts or workers: each computes the loss
     summed over its own tokens and backpropagates it; the all-reduce sums the
     gradients, which is the gradient of the loss summed over the whole batch,
@@ -104,7 +108,7 @@ def train_epoch(run, config=None, on_report=None, progress=None, between_batches
     divides by the global ``batch_size``: the same SGD step as one process.
     """
     config = run.config if config is None else config
-    model, updater, loss_fn, plan = run.model, run.updater, run.loss_fn, run.train_plan
+    model, updater, loss_fn, plan, terms = run.model, run.updater, run.loss_fn, run.train_plan, run.loss_terms
     batch_size = config.batch_size
     sum_across_workers = run.sum_across_workers or (lambda loss_sum, tokens: (loss_sum, tokens))
     imperative = config.engine == "imperative"
@@ -122,12 +126,16 @@ def train_epoch(run, config=None, on_report=None, progress=None, between_batches
         if between_batches is not None:
             between_batches()
         hidden = [detach(h) for h in hidden]
-        losses = []
+        losses, added = [], []
         with autograd.record():
             for k, (data, target) in enumerate(shards):
-                output, hidden[k] = model(data, hidden[k])
+                if terms:
+                    output, hidden[k], auxiliary = model.with_auxiliary(data, hidden[k])
+                    added.extend(term(auxiliary, target.shape[0]) for term in terms)
+                else:
+                    output, hidden[k] = model(data, hidden[k])
                 losses.append(loss_fn(output, target))
-        autograd.backward(losses)  # the loss summed over tokens, as the chapter's L.backward()
+        autograd.backward(losses + added)  # the loss summed over tokens, as the chapter's L.backward()
         updater(batch_size, clip_at)  # all-reduce, clip, step(batch_size)
         tokens = sum(t.shape[0] for _, t in shards)
         period.add([l.sum() for l in losses], tokens)

@@ -114,7 +114,7 @@ def test_a_loss_term_reaches_the_gradient_in_both_engines_but_not_the_reported_l
             hidden, _ = reference.rnn(reference.encoder(data), state)
             logits = reference.decoder(hidden.reshape((-1, 8)))
             cross_entropy = mx.nd.softmax_cross_entropy(logits, target)
-            total = cross_entropy + (WEIGHT * (hidden ** 2).mean() * tokens if with_term else 0)
+            total = cross_entropy.sum() + (WEIGHT * (hidden ** 2).mean() * tokens if with_term else 0)
         total.backward()
         return float(cross_entropy.asscalar()), {
             name: before[name] - config.lr * ref_of[name].grad().asnumpy() / 4 for name in names}
