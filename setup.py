@@ -45,7 +45,7 @@ setup(
     long_description=io.open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ptb_lm", "ptb_lm.*", "ptb_lm_onnx"]),
-    package_data={"ptb_lm": ["presets/*.json"]},
+    package_data={"ptb_lm": ["presets/*.json", "kernels/*.cc"]},
     # MXNet 1.9.1 is the last release and needs numpy < 2, and numpy >= 1.24 lacks the np.bool it
     # uses (ptb_lm/runtime/shim.py aliases it back). 3.12 needs numpy 1.26 and setuptools (mxnet imports
     # distutils). Tested (.ci/run): CPython 3.11.7 with numpy 1.23.5, 3.12.1 with numpy 1.26.4.

@@ -12,8 +12,9 @@ from .batches import BatchPlan, device_batches
 from .config import check_fits_data
 from .data import UNK, Corpus, batch_starts
 from .download import locate_ptb
+from .kernels import KernelStatus, for_run as kernels_for_run
 from .levers import FastLevers
-from .loss import training_loss_for
+from .loss import losses_for
 from .errors import ConfigError
 from .model import build_model, check_fits
 from .optimizers import lazy_update_is_exact
@@ -51,12 +52,13 @@ class Run:
     model: object
     updater: object
     loss_fn: object  # training's
-    eval_loss_fn: object  # the chapter's SoftmaxCrossEntropyLoss (evaluation has no backward to fuse)
+    eval_loss_fn: object  # the chapter's SoftmaxCrossEntropyLoss, or the kernels' (ptb_lm.loss.losses_for)
     train_plan: BatchPlan
     rank: int = 0
     num_workers: int = 1
     sum_across_workers: Optional[Callable] = None
     loss_terms: list = field(default_factory=list)  # added to what training backpropagates (ptb_lm.regularisers)
+    kernels: Optional[KernelStatus] = None  # whose operators run (ptb_lm.kernels.for_run)
     _eval_sources: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -114,7 +116,8 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
     sparse = fast and levers.flat_update and levers.sparse_embedding and kv is None and not config.tied and \
         lazy_update_is_exact(config)
     check_fits(config, len(corpus.dictionary), available_bytes())
-    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse)
+    kernel_use = kernels_for_run(ctxs, fast, levers.kernels)
+    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse, kernels=kernel_use.active)
     loss_terms = loss_terms_for(config) if loss_terms is None else list(loss_terms)
     model.keep_auxiliary(auxiliary_needed(loss_terms))  # before the graph is built
     try:
@@ -123,8 +126,10 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
     except mx.base.MXNetError as err:  # what the estimate missed: MXNet could not allocate the model
         raise ConfigError("the model cannot be allocated (MXNet: %s): lower --hidden-dim or --embed-dim"
                           % error_summary(err), setting="hidden_dim") from None
-    eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    loss_fn = training_loss_for(ctxs, eval_loss_fn) if fast and levers.softmax_loss else eval_loss_fn
+    if fast:
+        loss_fn, eval_loss_fn = losses_for(ctxs, levers.softmax_loss, kernel_use.active)
+    else:
+        loss_fn = eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     if fast:
         # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
         for block in (model, loss_fn, eval_loss_fn):
@@ -133,4 +138,4 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
     reducer = begin_data_parallel(updater, kv, ctxs[0]) if num_workers > 1 else None
     return Run(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer,
-               loss_terms)
+               loss_terms, kernel_use)

@@ -8,7 +8,8 @@ the one before::
     flat_update       + one weight and one gradient buffer
     sparse_embedding  + the embedding's gradient row-sparse, updated lazily
     softmax_loss      + the loss through softmax on CPUs
-    fast              + packed_rnn: the fast engine, all levers on
+    packed_rnn        + the RNN's parameters packed in the flat buffer
+    fast              + kernels (ptb_lm's own, on CPUs): the fast engine, all levers on
     eval_windows      the fast engine, evaluating in windows of about ``window_tokens`` tokens
     pytorch           the same model, loop and data in PyTorch (dev/pytorch_baseline.py, run by
                       another interpreter that has torch)
@@ -42,16 +43,18 @@ _NONE = FastLevers.none()
 VARIANTS = {
     "imperative": ("imperative", _NONE, False),
     "hybridized": ("fast", _NONE, False),
-    "flat_update": ("fast", FastLevers(True, False, False, False), False),
-    "sparse_embedding": ("fast", FastLevers(True, True, False, False), False),
-    "softmax_loss": ("fast", FastLevers(True, True, True, False), False),
+    "flat_update": ("fast", FastLevers(True, False, False, False, False), False),
+    "sparse_embedding": ("fast", FastLevers(True, True, False, False, False), False),
+    "softmax_loss": ("fast", FastLevers(True, True, True, False, False), False),
+    "packed_rnn": ("fast", FastLevers(True, True, True, True, False), False),
     "fast": ("fast", FastLevers(), False),
     "eval_windows": ("fast", FastLevers(), True),
     "onnx_eval": ("fast", FastLevers(), False),  # evaluation in ONNX Runtime, on the model exported after training
 }
 # what each variant adds to the one before, for the table
 ADDS = {"imperative": "-", "hybridized": "compiled graphs", "flat_update": "flat_update",
-        "sparse_embedding": "sparse_embedding", "softmax_loss": "softmax_loss", "fast": "packed_rnn",
+        "sparse_embedding": "sparse_embedding", "softmax_loss": "softmax_loss", "packed_rnn": "packed_rnn",
+        "fast": "kernels",
         "eval_windows": "eval windows", "onnx_eval": "eval in ONNX Runtime", "pytorch": "-"}
 
 CONFIGS = {

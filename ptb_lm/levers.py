@@ -13,6 +13,8 @@ them in this order, under these names:
                       log_softmax (ptb_lm.loss.TrainingLoss)
     packed_rnn        the RNN's parameters packed in the flat buffer in its kernel's order, instead
                       of concatenated by Gluon every batch
+    kernels           on CPUs, ptb_lm's own vectorised kernels (ptb_lm.kernels) where they can be
+                      built: the loss in log-sum-exp form, forward and backward in one pass each
 """
 
 from dataclasses import dataclass
@@ -26,13 +28,14 @@ class FastLevers:
     sparse_embedding: bool = True
     softmax_loss: bool = True
     packed_rnn: bool = True
+    kernels: bool = True
 
     @classmethod
     def none(cls):
         """Every lever off: compiled graphs and Gluon's Trainer, the chapter's loss and RNN layer."""
-        return cls(flat_update=False, sparse_embedding=False, softmax_loss=False, packed_rnn=False)
+        return cls(flat_update=False, sparse_embedding=False, softmax_loss=False, packed_rnn=False, kernels=False)
 
     def on(self):
         """The names of the levers that are on, in order."""
-        return [name for name in ("flat_update", "sparse_embedding", "softmax_loss", "packed_rnn")
+        return [name for name in ("flat_update", "sparse_embedding", "softmax_loss", "packed_rnn", "kernels")
                 if getattr(self, name)]

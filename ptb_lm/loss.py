@@ -1,4 +1,10 @@
-"""The fast engine's training loss: the chapter's cross-entropy, with a backward MXNet runs fast.
+"""The fast engine's loss: the chapter's cross-entropy, computed faster on CPUs.
+
+Where ptb_lm's own kernels run (:mod:`ptb_lm.kernels`), the loss is :class:`KernelLoss`: one
+operator, in log-sum-exp form, exact at any loss, whose forward reads the logits once and whose
+backward reads them once and writes their gradient; it serves training and evaluation.
+
+Where they do not (no compiler, ``PTB_LM_KERNELS=0``), MXNet's own operators do it as follows.
 
 The chapter's loss, ``gluon.loss.SoftmaxCrossEntropyLoss``, is ``-pick(log_softmax(z), y)``.
 Its forward is cheap, but MXNet's CPU backward of ``log_softmax`` is not: it
@@ -49,6 +55,14 @@ class SoftmaxPickLoss(gluon.HybridBlock):
         return -F.log(F.pick(F.softmax(logits, axis=-1), label))
 
 
+class KernelLoss(gluon.HybridBlock):
+    """``lse(logits) - logits[label]`` by ptb_lm's kernel: per-token loss ``(N,)`` of logits ``(N, V)`` and labels
+    ``(N,)``, the chapter's ``SoftmaxCrossEntropyLoss`` to float32 rounding at any loss (needs the kernels loaded)."""
+
+    def hybrid_forward(self, F, logits, label):
+        return F.ptb_softmax_ce(logits, label)[0]
+
+
 class TrainingLoss(object):
     """The fast engine's loss: :class:`SoftmaxPickLoss`, or the chapter's loss for a batch it cannot take.
 
@@ -79,8 +93,13 @@ class TrainingLoss(object):
         return self.exact(logits, label)
 
 
-def training_loss_for(ctxs, chapter_loss):
-    """The fast engine's training loss on ``ctxs``: a :class:`TrainingLoss` if they are all CPUs, else ``chapter_loss``."""
-    if all(ctx.device_type == "cpu" for ctx in ctxs):
-        return TrainingLoss()
-    return chapter_loss
+def losses_for(ctxs, softmax_loss=True, kernels=False):
+    """``(training loss, evaluation loss)`` of the fast engine on ``ctxs``: :class:`KernelLoss` for both where
+    ``kernels`` run (:func:`ptb_lm.kernels.for_run`), else :class:`TrainingLoss` for training on CPUs (the
+    ``softmax_loss`` lever) and the chapter's loss for evaluation and on GPUs."""
+    if kernels:
+        return KernelLoss(), KernelLoss()
+    chapter = gluon.loss.SoftmaxCrossEntropyLoss()
+    if softmax_loss and all(ctx.device_type == "cpu" for ctx in ctxs):
+        return TrainingLoss(), chapter
+    return chapter, chapter

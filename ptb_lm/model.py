@@ -167,9 +167,10 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         self.collect_params().initialize(default, ctx=ctx)
 
 
-def build_model(config, vocab_size, sparse_grad=False):
-    """Return the model ``config`` describes (not yet initialised), as its family builds it (ptb_lm.families)."""
-    return family_of(config.mode).build(config, vocab_size, sparse_grad=sparse_grad)
+def build_model(config, vocab_size, sparse_grad=False, kernels=False):
+    """Return the model ``config`` describes (not yet initialised), as its family builds it (ptb_lm.families);
+    ``kernels``: with ptb_lm's own CPU operators where the family has them (loaded: ptb_lm.kernels)."""
+    return family_of(config.mode).build(config, vocab_size, sparse_grad=sparse_grad, kernels=kernels)
 
 
 # MXNet 1.9.1's wheels index tensors with 32-bit ints: a tensor of 2**31 elements or more cannot be made.

@@ -223,12 +223,12 @@ def _log_header(run, sharing):
     config = run.config
     batches = run.batches_per_epoch
     logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epoch%s (engine %s; "
-                "MXNet's CPU threads: %s; MXNet's engine: %s)",
+                "kernels: %s; MXNet's CPU threads: %s; MXNet's engine: %s)",
                 config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
                 " x %d workers" % run.num_workers if run.num_workers > 1 else "",
                 batches, config.num_steps, config.batch_size,
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
-                config.epochs, "" if config.epochs == 1 else "s", config.engine,
+                config.epochs, "" if config.epochs == 1 else "s", config.engine, run.kernels.describe(),
                 describe_threads() + (", " + sharing.describe() if sharing.active else ""), describe_engine())
     if not run.model.carries_state:
         logger.info(describe_reading(config.num_steps))

@@ -83,15 +83,30 @@ class SelfAttention(gluon.HybridBlock):
         return self.out_proj(out.reshape((0, 0, -3)))
 
 
+class LayerNorm(nn.LayerNorm):
+    """Gluon's LayerNorm over the last axis (eps 1e-5, as nn.LayerNorm's), by ptb_lm's kernel when ``kernel``
+    (:mod:`ptb_lm.kernels`; the same math, and the same parameters): MXNet's own backward makes about ten
+    passes over the data."""
+
+    def __init__(self, in_channels, kernel=False, **kwargs):
+        super(LayerNorm, self).__init__(in_channels=in_channels, epsilon=1e-5, **kwargs)
+        self._kernel = kernel
+
+    def hybrid_forward(self, F, data, gamma, beta):
+        if self._kernel:
+            return F.ptb_layer_norm(data, gamma, beta, eps=self._epsilon)[0]
+        return super(LayerNorm, self).hybrid_forward(F, data, gamma, beta)
+
+
 class EncoderLayer(gluon.HybridBlock):
     """nn.TransformerEncoderLayer: post-norm, ReLU feed-forward, dropout in each residual branch."""
 
-    def __init__(self, d_model, heads, ffn_dim, dropout, **kwargs):
+    def __init__(self, d_model, heads, ffn_dim, dropout, kernels=False, **kwargs):
         super(EncoderLayer, self).__init__(**kwargs)
         with self.name_scope():
             self.attention = SelfAttention(d_model, heads, dropout)
-            self.norm1 = nn.LayerNorm(in_channels=d_model, epsilon=1e-5)
-            self.norm2 = nn.LayerNorm(in_channels=d_model, epsilon=1e-5)
+            self.norm1 = LayerNorm(d_model, kernels)
+            self.norm2 = LayerNorm(d_model, kernels)
             # nn.Linear's own bias initialiser, U(+-1/sqrt(fan_in)), which nn.Transformer leaves as it is
             self.ffn1 = nn.Dense(ffn_dim, in_units=d_model, flatten=False, activation="relu",
                                  bias_initializer=mx.init.Uniform(1 / math.sqrt(d_model)))
@@ -112,7 +127,7 @@ class TransformerModel(AuxiliaryOutputs, gluon.HybridBlock):
     auxiliary = ("hidden",)  # the last layer's normalised outputs (T, N, d_model), what the decoder reads
 
     def __init__(self, vocab_size, d_model, heads, ffn_dim, num_layers, dropout=0.2, tied=False, init_scale=None,
-                 sparse_grad=False, **kwargs):
+                 sparse_grad=False, kernels=False, **kwargs):
         super(TransformerModel, self).__init__(**kwargs)
         check_model_size(d_model, heads)
         self.d_model = d_model
@@ -125,8 +140,8 @@ class TransformerModel(AuxiliaryOutputs, gluon.HybridBlock):
             self.drop = nn.Dropout(dropout)
             self.layers = nn.HybridSequential()
             for _ in range(num_layers):
-                self.layers.add(EncoderLayer(d_model, heads, ffn_dim, dropout))
-            self.norm = nn.LayerNorm(in_channels=d_model, epsilon=1e-5)
+                self.layers.add(EncoderLayer(d_model, heads, ffn_dim, dropout, kernels))
+            self.norm = LayerNorm(d_model, kernels)
             if tied:
                 self.decoder = nn.Dense(vocab_size, in_units=d_model, flatten=False, params=self.encoder.params)
             else:

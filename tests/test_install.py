@@ -88,6 +88,13 @@ def test_an_installed_ptb_lm_stands_without_the_checkout(tmp_path):
         module, main = script.split(":")
         out = command(module, main, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout, (script, out.stderr[-2000:])
+    # the kernels' source ships, and the installed copy builds (or finds) and loads them as a checkout does
+    assert os.path.isfile(os.path.join(target, "ptb_lm", "kernels", "ptb_kernels.cc"))
+    kernels = subprocess.run([sys.executable, "-c", "from ptb_lm.kernels import status; print(status().describe())"],
+                             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert kernels.returncode == 0, kernels.stderr[-2000:]
+    on = os.environ.get("PTB_LM_KERNELS") != "0"
+    assert kernels.stdout.startswith("ptb_lm's, built for" if on else "MXNet's"), kernels.stdout + kernels.stderr
     out = command("ptb_lm.cli.benchmark", "benchmark_main", "--load", "pytest", "--configs", "chapter")
     one_line_error(out, 1, "--load pytest", "installed, not a checkout")
     out = command("ptb_lm.cli.benchmark", "benchmark_main", "--pytorch", sys.executable, "--configs", "chapter")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from ptb_lm.loss import SAFE_NATS, SoftmaxPickLoss, TrainingLoss, training_loss_for
+from ptb_lm.loss import SAFE_NATS, KernelLoss, SoftmaxPickLoss, TrainingLoss, losses_for
 
 
 def loss_and_grad(loss_fn, logits, labels):
@@ -91,19 +91,26 @@ def test_a_nan_logit_takes_the_chapters_loss_so_divergence_looks_the_same():
 
 
 def test_the_softmax_loss_is_a_cpu_lever_and_gpus_keep_the_chapters_loss():
-    chapter = chapter_loss()
-    assert isinstance(training_loss_for([mx.cpu(0), mx.cpu(1)], chapter), TrainingLoss)
-    assert training_loss_for([mx.gpu(0)], chapter) is chapter  # a Context object; no GPU is touched
-    assert training_loss_for([mx.cpu(0), mx.gpu(0)], chapter) is chapter
+    train, evaluate = losses_for([mx.cpu(0), mx.cpu(1)])
+    assert isinstance(train, TrainingLoss) and isinstance(evaluate, gluon.loss.SoftmaxCrossEntropyLoss)
+    assert all(isinstance(fn, KernelLoss) for fn in losses_for([mx.cpu(0)], kernels=True))
+    for ctxs in ([mx.gpu(0)], [mx.cpu(0), mx.gpu(0)]):  # Context objects; no GPU is touched
+        assert all(isinstance(fn, gluon.loss.SoftmaxCrossEntropyLoss) for fn in losses_for(ctxs))
 
 
-def test_the_fast_engine_trains_with_it_and_evaluates_with_the_chapters_loss(tiny_corpus):
+def test_the_fast_engine_trains_with_the_fast_losses_and_the_imperative_one_with_the_chapters(tiny_corpus):
     from ptb_lm import TrainConfig
     from ptb_lm.assembly import assemble
+    from ptb_lm.kernels import for_run
+    from ptb_lm.levers import FastLevers
 
     config = TrainConfig(batch_size=4, num_steps=5, embed_dim=8, hidden_dim=8, data=tiny_corpus, ctx="cpu")
     fast = assemble(config)
-    assert isinstance(fast.loss_fn, TrainingLoss)
-    assert isinstance(fast.eval_loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)
+    assert fast.kernels == for_run([mx.cpu()])
+    assert isinstance(fast.loss_fn, KernelLoss if fast.kernels.active else TrainingLoss)
+    assert isinstance(fast.eval_loss_fn, KernelLoss if fast.kernels.active else gluon.loss.SoftmaxCrossEntropyLoss)
+    without = assemble(config, levers=FastLevers(kernels=False))
+    assert isinstance(without.loss_fn, TrainingLoss) and not without.kernels.active
+    assert isinstance(without.eval_loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)
     imperative = assemble(config.replace(engine="imperative"))
-    assert isinstance(imperative.loss_fn, gluon.loss.SoftmaxCrossEntropyLoss)
+    assert isinstance(imperative.loss_fn, gluon.loss.SoftmaxCrossEntropyLoss) and not imperative.kernels.active

@@ -143,8 +143,12 @@ def test_the_doctor_on_this_machine(tmp_path, ptb_zip):
         assert soname == native.DRIVER or (path and os.path.isfile(path)), soname
     assert report["ctx_auto"]["context"] == "cpu(0)" and report["ctx_auto"]["reason"]
     assert report["data"]["checksum"] == "ok"
+    kernels = report["kernels"]  # built here (the machine has a compiler) unless the tests run with them off
+    assert kernels["active"] == (os.environ.get("PTB_LM_KERNELS") != "0"), kernels
+    assert not kernels["active"] or os.path.isfile(kernels["path"])
     text = run_cli([os.path.join(ROOT, "scripts", "doctor.py")], cwd=str(tmp_path))
     assert text.returncode == 0 and "--ctx auto picks cpu(0)" in text.stdout
+    assert [line for line in text.stdout.splitlines() if line.startswith("kernels ")]
 
 
 @pytest.mark.parametrize("message, words", [

@@ -46,8 +46,9 @@ class ModelFamily(abc.ABC):
         """Raise ConfigError, naming the setting, for settings this family cannot take (the config calls it)."""
 
     @abc.abstractmethod
-    def build(self, config, vocab_size, sparse_grad=False):
-        """The model block ``config`` describes, not yet initialised."""
+    def build(self, config, vocab_size, sparse_grad=False, kernels=False):
+        """The model block ``config`` describes, not yet initialised; ``kernels``: it may use ptb_lm's own CPU
+        operators (:mod:`ptb_lm.kernels`, loaded), for the same math."""
 
     @abc.abstractmethod
     def layer_sizes(self, config):

@@ -31,7 +31,7 @@ class RNNFamily(ModelFamily):
     def state_names(self, mode):
         return ["h0", "c0"] if mode == "lstm" else ["h0"]
 
-    def build(self, config, vocab_size, sparse_grad=False):
+    def build(self, config, vocab_size, sparse_grad=False, kernels=False):  # its kernels are oneDNN's already
         from ..model import RNNModel
 
         return RNNModel(config.mode, vocab_size, config.embed_dim, config.hidden_dim, config.num_layers,

@@ -41,12 +41,12 @@ class TransformerFamily(ModelFamily):
                               setting="hidden_dim")
         check_model_size(config.hidden_dim, config.heads)
 
-    def build(self, config, vocab_size, sparse_grad=False):
+    def build(self, config, vocab_size, sparse_grad=False, kernels=False):
         from ..transformer import TransformerModel
 
         return TransformerModel(vocab_size, config.hidden_dim, config.heads, config.feed_forward, config.num_layers,
                                 config.dropout, tied=config.tied, init_scale=config.init_scale,
-                                sparse_grad=sparse_grad)
+                                sparse_grad=sparse_grad, kernels=kernels)
 
     def layer_sizes(self, config):
         hidden, sizes = config.hidden_dim, {}

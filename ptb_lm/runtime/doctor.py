@@ -20,7 +20,7 @@ from .threads import describe_threads, physical_cores
 
 
 def diagnose(data_dir=DEFAULT_DATA_DIR):
-    """A JSON-able dict: python, numpy, mxnet, native_libraries, driver, gpus, ctx_auto, data."""
+    """A JSON-able dict: python, numpy, mxnet, native_libraries, driver, gpus, ctx_auto, kernels, data."""
     report = {"python": {"version": platform.python_version(), "executable": sys.executable,
                          "supported": python_supported(sys.version_info)}}
     try:
@@ -45,8 +45,19 @@ def diagnose(data_dir=DEFAULT_DATA_DIR):
     report["driver"] = {"version": driver["driver_version"], "error": driver["error"]}
     report["gpus"] = driver["devices"]
     report["ctx_auto"] = _auto_context(report)
+    report["kernels"] = _kernels(report)
     report["data"] = _data(data_dir)
     return report
+
+
+def _kernels(report):
+    """Whether ptb_lm's own CPU kernels build and load here (building them once if they are not cached)."""
+    if not report["mxnet"]["imports"]:
+        return {"active": False, "reason": "mxnet does not import", "isa": "", "path": ""}
+    from ..kernels import status
+
+    found = status()
+    return {"active": found.active, "reason": found.reason, "isa": found.isa, "path": found.path}
 
 
 def other_work(seconds=0.5):
@@ -150,6 +161,9 @@ def format_report(report):
             % capability_range()))
     auto = report["ctx_auto"]
     lines.append("--ctx auto picks %s: %s" % (auto["context"], auto["reason"]))
+    found = report["kernels"]
+    lines.append("kernels   %s" % ("ptb_lm's own on CPUs, built for %s (%s)" % (found["isa"], found["path"])
+                                   if found["active"] else "MXNet's operators: %s" % found["reason"]))
     data = report["data"]
     lines.append("data      %s" % (("%s (%s)" % (data["path"], data["checksum"])) if data["path"] else data["note"]))
     return lines

@@ -1,0 +1,314 @@
+// ptb_lm's own CPU kernels, loaded into MXNet 1.9.1 at run time (mx.library.load, lib_api version 11).
+//
+// Built on first use for the CPU it runs on (-march=native; ptb_lm/kernels/__init__.py), so the
+// compiler vectorises the inner loops for AVX2 or AVX-512 as the machine has them. The loops are
+// written so that it can: no calls, no branches, one exp written out (exp_lanes).
+//
+// ptb_softmax_ce(logits (N, V) float32, label (N,) float32 or int32) -> loss (N,), lse (N,)
+//   loss[i] = lse[i] - logits[i, label[i]]  with  lse[i] = log(sum_j exp(logits[i, j]))
+//   computed as max + log(sum exp(z - max)): exact at any loss, where exp(-loss) would underflow.
+//   d logits[i, j] = dloss[i] * (exp(logits[i, j] - lse[i]) - [j == label[i]]); the label gets no gradient.
+//   A label outside [0, V) is clipped into it, as MXNet's pick does by default.
+//   A row holding NaN or inf gives a NaN loss, so that training sees the divergence.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mxnet/lib_api.h"
+
+using namespace mxnet::ext;
+
+namespace {
+
+// e^x for x in [-87.3, 88.3] (clamped to it), to about 2 ulp: x = n ln2 + r, e^r by Cephes' expf
+// polynomial, 2^n built in the exponent bits. Plain arithmetic, so that loops over it vectorise.
+inline float exp_lanes(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
+  // round to nearest by adding and taking away 1.5 * 2^23 (no call, so the loop vectorises)
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  union {
+    int32_t bits;
+    float value;
+  } scale;
+  scale.bits = (static_cast<int32_t>(n) + 127) << 23;
+  return e * scale.value;
+}
+
+int64_t label_at(MXTensor& label, int64_t i, int64_t classes) {
+  int64_t y;
+  if (label.dtype == kInt32) {
+    y = label.data<int32_t>()[i];
+  } else if (label.dtype == kInt64) {
+    y = label.data<int64_t>()[i];
+  } else {
+    y = static_cast<int64_t>(label.data<float>()[i]);
+  }
+  return y < 0 ? 0 : (y >= classes ? classes - 1 : y);
+}
+
+// lse of one row; NaN if the row holds NaN or inf.
+float row_lse(const float* z, int64_t classes) {
+  float top = -INFINITY, total = 0.0f;
+#pragma omp simd reduction(max : top) reduction(+ : total)
+  for (int64_t j = 0; j < classes; ++j) {
+    top = z[j] > top ? z[j] : top;
+    total += z[j];  // only to see NaN and inf, which max() would pass over
+  }
+  if (!std::isfinite(total)) return NAN;
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < classes; ++j) sum += exp_lanes(z[j] - top);
+  return top + std::log(sum);
+}
+
+bool is_big(int64_t rows, int64_t classes) { return rows * classes >= (1 << 15); }
+
+MXReturnValue softmax_ce_attrs(const std::unordered_map<std::string, std::string>& attrs, int* inputs,
+                               int* outputs) {
+  *inputs = 2;
+  *outputs = 2;
+  return MX_SUCCESS;
+}
+
+MXReturnValue softmax_ce_types(const std::unordered_map<std::string, std::string>& attrs,
+                               std::vector<int>* in_types, std::vector<int>* out_types) {
+  if (in_types->at(0) != kFloat32) {
+    MX_ERROR_MSG << "ptb_softmax_ce takes float32 logits";
+    return MX_FAIL;
+  }
+  const int label = in_types->at(1);
+  if (label != kFloat32 && label != kInt32 && label != kInt64) {
+    MX_ERROR_MSG << "ptb_softmax_ce takes float32, int32 or int64 labels";
+    return MX_FAIL;
+  }
+  out_types->at(0) = kFloat32;
+  out_types->at(1) = kFloat32;
+  return MX_SUCCESS;
+}
+
+MXReturnValue softmax_ce_shapes(const std::unordered_map<std::string, std::string>& attrs,
+                                std::vector<std::vector<unsigned int>>* in_shapes,
+                                std::vector<std::vector<unsigned int>>* out_shapes) {
+  const auto& logits = in_shapes->at(0);
+  const auto& label = in_shapes->at(1);
+  if (logits.size() != 2 || label.size() != 1 || label[0] != logits[0]) {
+    MX_ERROR_MSG << "ptb_softmax_ce takes logits (N, V) and labels (N,)";
+    return MX_FAIL;
+  }
+  out_shapes->at(0) = {logits[0]};
+  out_shapes->at(1) = {logits[0]};
+  return MX_SUCCESS;
+}
+
+MXReturnValue softmax_ce_forward(const std::unordered_map<std::string, std::string>& attrs,
+                                 std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                 const OpResource& res) {
+  MXTensor& logits = inputs->at(0);
+  MXTensor& label = inputs->at(1);
+  const int64_t rows = logits.shape[0], classes = logits.shape[1];
+  const float* z = logits.data<float>();
+  float* loss = outputs->at(0).data<float>();
+  float* lse = outputs->at(1).data<float>();
+#pragma omp parallel for schedule(static) if (is_big(rows, classes))
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = z + i * classes;
+    lse[i] = row_lse(row, classes);
+    loss[i] = lse[i] - row[label_at(label, i, classes)];
+  }
+  return MX_SUCCESS;
+}
+
+// inputs: dloss, dlse (unused: lse is not the loss), logits, label, loss, lse; outputs: dlogits, dlabel
+MXReturnValue softmax_ce_backward(const std::unordered_map<std::string, std::string>& attrs,
+                                  std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                  const OpResource& res) {
+  const float* dloss = inputs->at(0).data<float>();
+  MXTensor& logits = inputs->at(2);
+  MXTensor& label = inputs->at(3);
+  const float* lse = inputs->at(5).data<float>();
+  const int64_t rows = logits.shape[0], classes = logits.shape[1];
+  const float* z = logits.data<float>();
+  float* dz = outputs->at(0).data<float>();
+#pragma omp parallel for schedule(static) if (is_big(rows, classes))
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = z + i * classes;
+    float* grad = dz + i * classes;
+    const float g = dloss[i], shift = lse[i];
+#pragma omp simd
+    for (int64_t j = 0; j < classes; ++j) grad[j] = g * exp_lanes(row[j] - shift);
+    grad[label_at(label, i, classes)] -= g;
+  }
+  MXTensor& dlabel = outputs->at(1);
+  std::memset(dlabel.data_ptr, 0, dlabel.size() * (dlabel.dtype == kInt64 ? 8 : 4));
+  return MX_SUCCESS;
+}
+
+// ptb_layer_norm(data (..., C), gamma (C,), beta (C,); eps) -> out (..., C), mean (M,), rstd (M,)
+//   over the last axis of each of the M rows: out = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(var + eps),
+//   var the biased variance (MXNet's LayerNorm with axis -1). mean and rstd are kept for the backward:
+//   xhat = (x - mean) * rstd, g = dout * gamma,
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), dgamma = sum_rows dout * xhat, dbeta = sum_rows dout.
+
+float eps_of(const std::unordered_map<std::string, std::string>& attrs) {
+  auto found = attrs.find("eps");
+  return found == attrs.end() ? 1e-5f : std::stof(found->second);
+}
+
+MXReturnValue layer_norm_attrs(const std::unordered_map<std::string, std::string>& attrs, int* inputs,
+                               int* outputs) {
+  *inputs = 3;
+  *outputs = 3;
+  return MX_SUCCESS;
+}
+
+MXReturnValue layer_norm_types(const std::unordered_map<std::string, std::string>& attrs,
+                               std::vector<int>* in_types, std::vector<int>* out_types) {
+  for (int t : *in_types) {
+    if (t != kFloat32) {
+      MX_ERROR_MSG << "ptb_layer_norm takes float32 data, gamma and beta";
+      return MX_FAIL;
+    }
+  }
+  for (auto& t : *out_types) t = kFloat32;
+  return MX_SUCCESS;
+}
+
+MXReturnValue layer_norm_shapes(const std::unordered_map<std::string, std::string>& attrs,
+                                std::vector<std::vector<unsigned int>>* in_shapes,
+                                std::vector<std::vector<unsigned int>>* out_shapes) {
+  const auto& data = in_shapes->at(0);
+  if (data.empty() || in_shapes->at(1) != std::vector<unsigned int>{data.back()} ||
+      in_shapes->at(2) != std::vector<unsigned int>{data.back()}) {
+    MX_ERROR_MSG << "ptb_layer_norm takes data (..., C), gamma (C,) and beta (C,)";
+    return MX_FAIL;
+  }
+  unsigned int rows = 1;
+  for (size_t k = 0; k + 1 < data.size(); ++k) rows *= data[k];
+  out_shapes->at(0) = data;
+  out_shapes->at(1) = {rows};
+  out_shapes->at(2) = {rows};
+  return MX_SUCCESS;
+}
+
+MXReturnValue layer_norm_forward(const std::unordered_map<std::string, std::string>& attrs,
+                                 std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                 const OpResource& res) {
+  MXTensor& data = inputs->at(0);
+  const int64_t channels = data.shape.back(), rows = data.size() / channels;
+  const float eps = eps_of(attrs);
+  const float* x = data.data<float>();
+  const float* gamma = inputs->at(1).data<float>();
+  const float* beta = inputs->at(2).data<float>();
+  float* out = outputs->at(0).data<float>();
+  float* means = outputs->at(1).data<float>();
+  float* rstds = outputs->at(2).data<float>();
+#pragma omp parallel for schedule(static) if (is_big(rows, channels))
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = x + i * channels;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < channels; ++j) sum += row[j];
+    const float mean = sum / channels;
+    float squares = 0.0f;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < channels; ++j) squares += (row[j] - mean) * (row[j] - mean);
+    const float rstd = 1.0f / std::sqrt(squares / channels + eps);
+    float* y = out + i * channels;
+#pragma omp simd
+    for (int64_t j = 0; j < channels; ++j) y[j] = (row[j] - mean) * rstd * gamma[j] + beta[j];
+    means[i] = mean;
+    rstds[i] = rstd;
+  }
+  return MX_SUCCESS;
+}
+
+// inputs: dout, dmean, drstd (unused: internal), data, gamma, beta, out, mean, rstd;
+// outputs: ddata, dgamma, dbeta
+MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::string>& attrs,
+                                  std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                  const OpResource& res) {
+  const float* dout = inputs->at(0).data<float>();
+  MXTensor& data = inputs->at(3);
+  const int64_t channels = data.shape.back(), rows = data.size() / channels;
+  const float* x = data.data<float>();
+  const float* gamma = inputs->at(4).data<float>();
+  const float* means = inputs->at(7).data<float>();
+  const float* rstds = inputs->at(8).data<float>();
+  float* dx = outputs->at(0).data<float>();
+  float* dgamma = outputs->at(1).data<float>();
+  float* dbeta = outputs->at(2).data<float>();
+  std::memset(dgamma, 0, channels * sizeof(float));
+  std::memset(dbeta, 0, channels * sizeof(float));
+#pragma omp parallel if (is_big(rows, channels))
+  {
+    std::vector<float> own_dgamma(channels, 0.0f), own_dbeta(channels, 0.0f);
+    float* pg = own_dgamma.data();
+    float* pb = own_dbeta.data();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* row = x + i * channels;
+      const float* drow = dout + i * channels;
+      const float mean = means[i], rstd = rstds[i];
+      float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+      for (int64_t j = 0; j < channels; ++j) {
+        const float xhat = (row[j] - mean) * rstd;
+        const float g = drow[j] * gamma[j];
+        sum_g += g;
+        sum_gx += g * xhat;
+        pg[j] += drow[j] * xhat;
+        pb[j] += drow[j];
+      }
+      const float mean_g = sum_g / channels, mean_gx = sum_gx / channels;
+      float* drow_x = dx + i * channels;
+#pragma omp simd
+      for (int64_t j = 0; j < channels; ++j) {
+        const float xhat = (row[j] - mean) * rstd;
+        drow_x[j] = rstd * (drow[j] * gamma[j] - mean_g - xhat * mean_gx);
+      }
+    }
+#pragma omp critical
+    for (int64_t j = 0; j < channels; ++j) {
+      dgamma[j] += pg[j];
+      dbeta[j] += pb[j];
+    }
+  }
+  return MX_SUCCESS;
+}
+
+}  // namespace
+
+REGISTER_OP(ptb_layer_norm)
+    .setParseAttrs(layer_norm_attrs)
+    .setInferType(layer_norm_types)
+    .setInferShape(layer_norm_shapes)
+    .setForward(layer_norm_forward, "cpu")
+    .setBackward(layer_norm_backward, "cpu");
+
+REGISTER_OP(ptb_softmax_ce)
+    .setParseAttrs(softmax_ce_attrs)
+    .setInferType(softmax_ce_types)
+    .setInferShape(softmax_ce_shapes)
+    .setForward(softmax_ce_forward, "cpu")
+    .setBackward(softmax_ce_backward, "cpu");
+
+MXReturnValue initialize(int version) {
+  if (version < 10900) {
+    MX_ERROR_MSG << "ptb_lm's kernels need MXNet 1.9, found version " << version;
+    return MX_FAIL;
+  }
+  return MX_SUCCESS;
+}
