@@ -16,11 +16,15 @@ decoder Uniform(0.1) with a zero decoder bias; the attention's biases start at z
 the feed-forward ones as nn.Linear starts them, U(+-1/sqrt(fan_in)).
 
 Attention, with ``heads`` of ``d = C / heads`` each, is batched matrix products over
-``(batch x heads)``::
+``(batch x heads)``, by MXNet's interleaved attention operators (forward and backward, no
+split and no transposes of the activations)::
 
-    q, k, v   (T, N, C) -> (T, N, H, d) -> (N, H, T, d) -> (N*H, T, d)
-    scores    batch_dot(q, k^T) / sqrt(d)        (N*H, T, T), + the causal mask: -1e9 above the diagonal
-    out       batch_dot(softmax(scores), v)      (N*H, T, d) -> (N, H, T, d) -> (T, N, H, d) -> (T, N, C)
+    qkv       x W^T + b, W's rows taken per head   (T, N, 3C): [q_h k_h v_h] for h = 1..H
+    scores    q k^T / sqrt(d)                      (N*H, T, T), + the causal mask: -1e9 above the diagonal
+    out       softmax(scores) v                    (T, N, C)
+
+``W`` and ``b`` keep PyTorch's layout (``in_proj``: the q rows, then k, then v), which the
+checkpoints and the ONNX writer read; only the product takes their rows in the head order.
 
 Unlike an RNN it carries no state across batches: each ``num_steps`` window is read on
 its own, as in the PyTorch example (:attr:`TransformerModel.carries_state` is False;
@@ -53,6 +57,21 @@ def sinusoids(max_len, d_model):
     return table[:, None, :].astype(np.float32)
 
 
+class HeadOrderedProjection(nn.Dense):
+    """The q, k, v projection ``(T, N, C) -> (T, N, 3C)`` with PyTorch's weight layout (the q rows, then k, then v),
+    its outputs in the order MXNet's interleaved attention reads: for each head, its q, k and v."""
+
+    def __init__(self, d_model, heads, **kwargs):
+        super(HeadOrderedProjection, self).__init__(3 * d_model, in_units=d_model, flatten=False, **kwargs)
+        self._heads, self._d_model = heads, d_model
+
+    def hybrid_forward(self, F, x, weight, bias):
+        c = self._d_model
+        weight = weight.reshape((3, self._heads, -1, c)).transpose((1, 0, 2, 3)).reshape((-1, c))  # (H, 3, d, C)
+        bias = bias.reshape((3, self._heads, -1)).transpose((1, 0, 2)).reshape((-1,))
+        return F.FullyConnected(x, weight, bias, num_hidden=self._units, flatten=False)
+
+
 class SelfAttention(gluon.HybridBlock):
     """Multi-head causal self-attention over (T, N, C) inputs; see the module's docstring for the layouts."""
 
@@ -60,27 +79,19 @@ class SelfAttention(gluon.HybridBlock):
         super(SelfAttention, self).__init__(**kwargs)
         self.heads, self.d_head = heads, d_model // heads
         with self.name_scope():
-            self.in_proj = nn.Dense(3 * d_model, in_units=d_model, flatten=False)  # q, k, v in one product
+            self.in_proj = HeadOrderedProjection(d_model, heads)  # q, k, v in one product
             self.out_proj = nn.Dense(d_model, in_units=d_model, flatten=False)
             self.drop = nn.Dropout(dropout)
 
-    def _split_heads(self, F, x):
-        """(T, N, C) -> (N*H, T, d)."""
-        x = x.reshape((0, 0, -4, self.heads, -1))  # (T, N, H, d)
-        return x.transpose((1, 2, 0, 3)).reshape((-3, 0, 0))
-
     def hybrid_forward(self, F, x):
-        qkv = self.in_proj(x)  # (T, N, 3C)
-        q, k, v = F.split(qkv, num_outputs=3, axis=2)
-        q, k, v = (self._split_heads(F, t) for t in (q, k, v))
-        scores = F.batch_dot(q, k, transpose_b=True) / math.sqrt(self.d_head)  # (N*H, T, T)
+        qkv = self.in_proj(x)  # (T, N, 3C), per head
+        scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=self.heads)  # (N*H, T, T), over sqrt(d)
         position = F.contrib.arange_like(x, axis=0)  # (T,)
         later = F.broadcast_lesser(position.reshape((-1, 1)), position.reshape((1, -1)))  # 1 where col > row
         scores = F.broadcast_add(scores, (later * NEG).expand_dims(0))
         weights = self.drop(F.softmax(scores, axis=-1))
-        out = F.batch_dot(weights, v)  # (N*H, T, d)
-        out = out.reshape((-4, -1, self.heads, 0, 0)).transpose((2, 0, 1, 3))  # (T, N, H, d)
-        return self.out_proj(out.reshape((0, 0, -3)))
+        out = F.contrib.interleaved_matmul_selfatt_valatt(qkv, weights, heads=self.heads)  # (T, N, C)
+        return self.out_proj(out)
 
 
 class LayerNorm(nn.LayerNorm):
