@@ -18,7 +18,7 @@ Two routes write the graph; model.json names the one taken:
 * ``ptb_lm``: the graph each model family writes from the weights with onnx's helpers
   (``ptb_lm.families``): for an RNN, one ONNX RNN/GRU/LSTM node a layer, any number of
   layers, the gates reordered from MXNet's to ONNX's; the transformer node for node
-  (MXNet's exporter cannot convert the reshapes its attention uses, so it has this route only).
+  (MXNet's exporter converts neither its attention's operators nor its reshapes, so it has this route only).
 
 ``route="auto"`` tries MXNet's exporter and keeps its graph only if ONNX Runtime loads it
 and matches MXNet on a probe at two shapes; otherwise it writes its own. Either way the
@@ -282,9 +282,9 @@ def _graph(model, config, vocab_size, route, staging, rng):
 
     if not family.mxnet_exports:
         if route == "mxnet":
-            raise RunFailure("MXNet's exporter cannot export a %s (it converts no reshape by -3 or -4, which the "
-                             "attention uses): use --route ptb_lm" % config.mode)
-        return ours(), "ptb_lm", "MXNet's exporter cannot convert the %s's reshapes" % config.mode
+            raise RunFailure("MXNet's exporter cannot export a %s (it converts neither MXNet's interleaved attention "
+                             "operators nor a reshape by -3, which the model uses): use --route ptb_lm" % config.mode)
+        return ours(), "ptb_lm", "MXNet's exporter cannot convert the %s's attention" % config.mode
     if route in ("auto", "mxnet"):
         try:
             graph = mxnet_graph(model, config, vocab_size, staging)

@@ -57,7 +57,10 @@ class SoftmaxPickLoss(gluon.HybridBlock):
 
 class KernelLoss(gluon.HybridBlock):
     """``lse(logits) - logits[label]`` by ptb_lm's kernel: per-token loss ``(N,)`` of logits ``(N, V)`` and labels
-    ``(N,)``, the chapter's ``SoftmaxCrossEntropyLoss`` to float32 rounding at any loss (needs the kernels loaded)."""
+    ``(N,)``, the chapter's ``SoftmaxCrossEntropyLoss`` to float32 rounding at any loss (needs the kernels loaded).
+
+    It writes the logits' gradient: logits that are a leaf accumulating gradients (``grad_req='add'``, not
+    a model's output) need the chapter's loss."""
 
     def hybrid_forward(self, F, logits, label):
         return F.ptb_softmax_ce(logits, label)[0]

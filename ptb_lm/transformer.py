@@ -104,7 +104,9 @@ class LayerNorm(nn.LayerNorm):
         self._kernel = kernel
 
     def hybrid_forward(self, F, data, gamma, beta):
-        if self._kernel:
+        # MXNet does not tell a loaded operator to add to a gradient rather than write it: accumulating
+        # parameters (grad_req 'add') take MXNet's own operator
+        if self._kernel and "add" not in (self.gamma.grad_req, self.beta.grad_req):
             return F.ptb_layer_norm(data, gamma, beta, eps=self._epsilon)[0]
         return super(LayerNorm, self).hybrid_forward(F, data, gamma, beta)
 

@@ -84,12 +84,23 @@ def test_equal_logits_give_log_v_and_labels_as_floats_or_out_of_range_are_read_a
 
 
 @needs_kernels
-def test_a_nan_or_inf_logit_gives_a_nan_loss_so_that_training_sees_it(loaded):
-    for bad in (float("nan"), float("inf"), -float("inf")):
-        logits = np.random.RandomState(4).randn(2, 10).astype(np.float32)
-        logits[1, 3] = bad
-        value = KernelLoss()(mx.nd.array(logits), mx.nd.array([1, 2])).asnumpy()
-        assert np.isfinite(value[0]) and np.isnan(value[1])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_a_nan_or_infinite_logit_gives_what_mxnet_gives_or_a_nan(loaded, bad):
+    """-inf is a word of probability 0: the oracle is MXNet's own loss, value and gradient. NaN and +inf make the
+    row's loss NaN, so that training sees the divergence, where MXNet's is inf or NaN, or, for a NaN logit
+    outside the label, a finite number (89.8 here) that would hide it; the other rows are MXNet's."""
+    logits = np.random.RandomState(4).randn(3, 10).astype(np.float32)
+    logits[1, 3] = bad
+    logits[2, 7] = bad  # the label's own logit
+    labels = mx.nd.array([1, 2, 7])
+    ours = KernelLoss()(mx.nd.array(logits), labels).asnumpy()
+    theirs = gluon.loss.SoftmaxCrossEntropyLoss()(mx.nd.array(logits), labels).asnumpy()
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    if bad == -float("inf"):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5)  # row 2: inf in both, its word had probability 0
+        against_mxnet(mx.nd.array(logits[:2]), labels[:2])  # and the gradient of the rows with a finite loss
+    else:
+        assert np.isnan(ours[1:]).all() and not np.isfinite(theirs[2])
 
 
 @needs_kernels
@@ -127,6 +138,10 @@ def test_without_a_compiler_or_a_cache_or_with_a_failing_build_mxnet_does_it_and
     assert not broken.active and broken.reason == "their build failed: cc1plus: fatal error: out of memory"
     left = [name for _, _, files in os.walk(str(tmp_path / "c")) for name in files]
     assert left == [".lock"]  # nothing half-built is left to be loaded
+    not_runnable = tmp_path / "not-runnable-cxx"
+    not_runnable.write_text("")  # not executable: which() passes it over, so name it by path
+    odd = kernels.load({"CXX": str(not_runnable), "PATH": str(tmp_path), "PTB_LM_CACHE": str(tmp_path / "d")})
+    assert not odd.active and "no C++ compiler" in odd.reason
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache folder would be")
     unwritable = kernels.load({"PATH": os.environ["PATH"], "PTB_LM_CACHE": str(blocked)})
@@ -222,3 +237,44 @@ def test_the_transformer_with_kernels_computes_what_it_computes_without(loaded):
     assert sorted(grads[0]) == sorted(grads[1])
     for name in grads[0]:
         np.testing.assert_allclose(grads[1][name], grads[0][name], rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+@needs_kernels
+def test_accumulated_gradients_take_mxnets_layer_norm(loaded):
+    """A loaded operator cannot add to a gradient (MXNet does not pass it grad_req): with grad_req 'add' the block
+    takes MXNet's operator, and two backward passes sum, as MXNet's LayerNorm alone sums them."""
+    from ptb_lm.transformer import LayerNorm
+
+    data = mx.nd.array(np.random.RandomState(8).randn(4, 6))
+    grads = []
+    for kernel in (True, False):
+        block = LayerNorm(6, kernel=kernel)
+        block.initialize(ctx=mx.cpu())
+        block.collect_params().setattr("grad_req", "add")
+        for _ in range(2):
+            with autograd.record():
+                out = block(data)
+            out.backward(mx.nd.ones_like(out) * mx.nd.arange(6))
+        grads.append((block.gamma.grad().asnumpy(), block.beta.grad().asnumpy()))
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_damaged_cached_binary_is_named_with_the_folder_to_delete(tmp_path):
+    """What is in the cache under the right key is loaded as it is; if MXNet cannot load it, the reason says which
+    folder to delete (the next run then builds it again)."""
+    from ptb_lm.kernels import FLAGS, LIBRARY, SOURCE, _compiler_version, _mxnet_sources, build_key, cpu_flags
+
+    compiler = kernels.find_compiler()
+    include, lib_api = _mxnet_sources()
+    key = build_key(_compiler_version(compiler), FLAGS, cpu_flags(),
+                    [SOURCE, lib_api, os.path.join(include, "mxnet", "lib_api.h")])
+    folder = tmp_path / "kernels" / key
+    folder.mkdir(parents=True)
+    (folder / LIBRARY).write_bytes(b"not a shared library")
+    code = ("import os; from ptb_lm.kernels import load; "
+            "print(load(dict(os.environ, PTB_LM_CACHE=%r, PTB_LM_KERNELS='1')).reason)" % str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, env=clean_env())
+    assert out.returncode == 0, out.stderr
+    assert "cannot be loaded" in out.stdout and "delete %s" % folder in out.stdout, out.stdout

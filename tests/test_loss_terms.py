@@ -129,3 +129,17 @@ def test_a_loss_term_reaches_the_gradient_in_both_engines_but_not_the_reported_l
         np.testing.assert_allclose(after, expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
         moved_by_term += not np.allclose(after, without[name], rtol=1e-4, atol=1e-6)
     assert moved_by_term >= 4  # the RNN's weights and the embedding felt the term
+
+
+def test_outputs_kept_after_the_graph_was_built_are_computed_by_a_new_graph(tiny_corpus):
+    """keep_auxiliary on a hybridized block that has run already: the next call builds the graph again with the
+    outputs (the old graph had none), and the logits stay what they were."""
+    model = TransformerModel(23, 8, 2, 12, 1, dropout=0.0)
+    model.initialize_parameters(mx.cpu())
+    model.hybridize(static_alloc=True, static_shape=True)
+    data = mx.nd.array(np.arange(12).reshape(6, 2) % 23, dtype="int32")
+    before, _ = model(data, [])
+    model.keep_auxiliary(["hidden"])
+    logits, _, auxiliary = model.with_auxiliary(data, [])
+    assert auxiliary["hidden"].shape == (6, 2, 8) and logits.shape == before.shape
+    np.testing.assert_allclose(logits.asnumpy(), before.asnumpy(), rtol=1e-6)

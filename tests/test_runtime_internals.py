@@ -91,3 +91,20 @@ def test_a_trainer_initialised_on_its_kvstore_starts_from_rank_0s_weights():
 def test_the_barrier_exists_on_a_kvstore():
     # a local kvstore's barrier returns at once; dist_sync's is exercised by tests/test_parallel.py
     internals.kvstore_barrier(mx.kv.create("local"))
+
+
+def test_a_forgotten_graph_is_built_again_with_the_blocks_new_outputs():
+    class Doubling(gluon.HybridBlock):
+        factor = 2
+
+        def hybrid_forward(self, F, x):
+            return x * self.factor
+
+    block = Doubling()
+    block.hybridize()
+    x = mx.nd.ones((2,))
+    assert block(x).asnumpy().tolist() == [2, 2]
+    block.factor = 3  # read when the graph is built: the compiled graph keeps 2
+    assert block(x).asnumpy().tolist() == [2, 2]
+    internals.forget_compiled_graph(block)
+    assert block(x).asnumpy().tolist() == [3, 3]

@@ -3,6 +3,7 @@ causality, the attention, the positions, a whole layer stack; and it in the chap
 import math
 
 import mxnet as mx
+from mxnet import autograd
 import numpy as np
 import pytest
 
@@ -197,3 +198,49 @@ def test_a_sliding_window_reads_each_window_with_the_context_tokens_that_end_wit
         total -= np.take_along_axis(log_probs, targets[:, :, None], axis=-1).sum()
         tokens += targets.size
     assert evaluate(model, source, num_steps=steps, context=context) == pytest.approx(total / tokens, rel=1e-5)
+
+
+def batch_dot_attention(F, x, weight, bias, out_weight, out_bias, heads):
+    """The attention written with MXNet's generic operators (split, transposes, batch_dot), an oracle independent of
+    the interleaved operators and of the projection's row order: (T, N, C) -> (T, N, C)."""
+    T, N, C = x.shape
+    d = C // heads
+    qkv = F.FullyConnected(x, weight, bias, num_hidden=3 * C, flatten=False)
+    q, k, v = F.split(qkv, num_outputs=3, axis=2)
+    q, k, v = (t.reshape((T, N, heads, d)).transpose((1, 2, 0, 3)).reshape((N * heads, T, d)) for t in (q, k, v))
+    scores = F.batch_dot(q, k, transpose_b=True) / math.sqrt(d)
+    mask = mx.nd.array(np.triu(np.full((T, T), -1e9, dtype=np.float32), k=1))
+    out = F.batch_dot(F.softmax(F.broadcast_add(scores, mask.expand_dims(0)), axis=-1), v)
+    out = out.reshape((N, heads, T, d)).transpose((2, 0, 1, 3)).reshape((T, N, C))
+    return F.FullyConnected(out, out_weight, out_bias, num_hidden=C, flatten=False)
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_the_attentions_gradients_are_those_of_the_batch_dot_formulation(hybridize):
+    """The interleaved operators take the projection's rows per head: its output and the gradients of the input, the
+    projection's weight and bias must be those of the plain formulation with PyTorch's row order."""
+    mx.random.seed(9)
+    block = SelfAttention(12, 3, dropout=0.0)
+    block.initialize(mx.init.Xavier())
+    for p in (block.in_proj.bias, block.out_proj.bias):
+        p.set_data(mx.nd.random.uniform(-0.5, 0.5, shape=p.shape))
+    if hybridize:
+        block.hybridize()
+    x = mx.nd.random.normal(shape=(7, 2, 12))
+    head = mx.nd.random.normal(shape=(7, 2, 12))
+    xs = x.copy()
+    xs.attach_grad()
+    with autograd.record():
+        ours = block(xs)
+    ours.backward(head)
+    arrays = [x.copy()] + [p.data().copy() for p in (block.in_proj.weight, block.in_proj.bias, block.out_proj.weight,
+                                                      block.out_proj.bias)]
+    for a in arrays:
+        a.attach_grad()
+    with autograd.record():
+        theirs = batch_dot_attention(mx.nd, *arrays, heads=3)
+    theirs.backward(head)
+    np.testing.assert_allclose(ours.asnumpy(), theirs.asnumpy(), rtol=1e-5, atol=1e-6)
+    for got, expected in ((xs.grad, arrays[0].grad), (block.in_proj.weight.grad(), arrays[1].grad),
+                          (block.in_proj.bias.grad(), arrays[2].grad)):
+        np.testing.assert_allclose(got.asnumpy(), expected.asnumpy(), rtol=1e-4, atol=1e-6)

@@ -32,14 +32,19 @@ class AuxiliaryOutputs(object):
         return self._kept
 
     def keep_auxiliary(self, names):
-        """Compute ``names`` (some of :attr:`auxiliary`) at every forward pass from now on. Call it before the first
-        forward pass: a hybridized graph keeps the outputs it was built with."""
+        """Compute ``names`` (some of :attr:`auxiliary`) at every forward pass from now on (a hybridized block builds
+        its graph again, with these outputs)."""
         unknown = sorted(set(names) - set(self.auxiliary))
         if unknown:
             raise ConfigError("%s offers no auxiliary output %s (it offers %s)"
                               % (type(self).__name__, ", ".join(map(repr, unknown)),
                                  ", ".join(map(repr, self.auxiliary)) or "none"))
-        self._kept = tuple(name for name in self.auxiliary if name in names)
+        kept = tuple(name for name in self.auxiliary if name in names)
+        if kept != self._kept:
+            from ..runtime.internals import forget_compiled_graph
+
+            forget_compiled_graph(self)
+        self._kept = kept
 
     def with_auxiliary(self, inputs, state):
         """``(logits, state, {name: array})``: the forward pass, with the kept auxiliary outputs."""

@@ -26,6 +26,7 @@ tests/test_kernels.py::
         MXNet's LayerNorm over the last axis, forward and backward in one pass over each row
 """
 
+import ctypes
 import fcntl
 import hashlib
 import logging
@@ -131,34 +132,59 @@ def build_key(compiler_version, flags, cpu, sources):
     return digest.hexdigest()[:20]
 
 
+class CacheError(OSError):
+    """The kernel cache's folder cannot be made or written."""
+
+
+BUILD_SECONDS = 600  # a build that takes longer than this is given up (it takes seconds)
+
+
 def build(compiler, folder, flags=FLAGS):
     """Build the library into ``folder`` (made if needed) unless it is there; return ``(path, seconds or None)``.
 
     Concurrent processes (two runs, a data-parallel job's workers) take a lock: one builds, the
     others wait for it and load its binary. The binary appears whole or not at all (a rename).
-    Raises OSError for a folder that cannot be written and RuntimeError (the compiler's output)
-    for a failed build.
+    Raises :class:`CacheError` for a folder that cannot be written and RuntimeError (the
+    compiler's last line) for a build that fails or cannot run.
     """
     include, lib_api = _mxnet_sources()
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LIBRARY)
-    with open(os.path.join(folder, ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if os.path.isfile(path):  # built before (the cache may be read-only)
+        return path, None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = open(os.path.join(folder, ".lock"), "a")
+    except OSError as err:
+        raise CacheError(err) from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process's build of ptb_lm's CPU kernels in %s", folder)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.isfile(path):
             return path, None
         logger.info("building ptb_lm's CPU kernels for this CPU (%s) with %s, once: %s",
                     widest_vectors(cpu_flags()), os.path.basename(compiler), folder)
         start = time.time()
-        handle, staging = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
+        try:
+            handle, staging = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
+        except OSError as err:
+            raise CacheError(err) from None
         os.close(handle)
         try:
             done = subprocess.run([compiler] + list(flags) + ["-I" + include, SOURCE, lib_api, "-o", staging],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                  timeout=BUILD_SECONDS)
             if done.returncode != 0:
                 logger.debug("the kernels' build said:\n%s", done.stdout)
                 lines = [line for line in done.stdout.splitlines() if line.strip()]
                 raise RuntimeError(lines[-1] if lines else "%s exited with %d" % (compiler, done.returncode))
             os.replace(staging, path)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("%s took over %d s" % (compiler, BUILD_SECONDS)) from None
+        except OSError as err:  # the compiler cannot be run, or the binary cannot be put in place
+            raise RuntimeError("%s: %s" % (compiler, err)) from None
         finally:
             if os.path.exists(staging):
                 os.remove(staging)
@@ -176,27 +202,34 @@ def load(environ=os.environ):
         return KernelStatus(False, "no C++ compiler: install g++ or set CXX for ptb_lm's faster kernels")
     flags = cpu_flags()
     isa = widest_vectors(flags)
+    include, lib_api = _mxnet_sources()
+    header = os.path.join(include, "mxnet", "lib_api.h")
+    if not (os.path.isfile(lib_api) and os.path.isfile(header)):
+        return KernelStatus(False, "this mxnet lacks %s, which the kernels are built with: install mxnet==1.9.1"
+                                   % (lib_api if not os.path.isfile(lib_api) else header))
+    folder = os.path.join(cache_root(environ), "kernels",
+                          build_key(_compiler_version(compiler), FLAGS, flags, [SOURCE, lib_api, header]))
     try:
-        include, lib_api = _mxnet_sources()
-        key = build_key(_compiler_version(compiler), FLAGS, flags,
-                        [SOURCE, lib_api, os.path.join(include, "mxnet", "lib_api.h")])
-        folder = os.path.join(cache_root(environ), "kernels", key)
         path, seconds = build(compiler, folder)
-    except OSError as err:
+    except CacheError as err:
         return KernelStatus(False, "the kernel cache cannot be written (%s); set PTB_LM_CACHE to a folder that "
                                    "can" % err)
     except RuntimeError as err:
         return KernelStatus(False, "their build failed: %s" % err)
     from ..runtime import import_mxnet
+    from ..runtime.threads import mxnet_thread_count
 
     mx = import_mxnet()
     try:
         mx.library.load(path, verbose=False)
-    except mx.base.MXNetError as err:
-        return KernelStatus(False, "MXNet could not load %s (%s)" % (path, str(err).strip().splitlines()[0]))
+        # MXNet's operators' thread count, which MXNet does not give OpenMP (the library's own loops then keep to it)
+        ctypes.CDLL(path).ptb_kernels_set_thread_cap(ctypes.c_int(mxnet_thread_count(environ) or 0))
+    except (mx.base.MXNetError, OSError, AttributeError) as err:
+        return KernelStatus(False, "%s cannot be loaded (%s): delete %s to build them again"
+                                   % (path, str(err).strip().splitlines()[0], folder))
     missing = [name for name in OPERATORS if not hasattr(mx.nd, name)]
     if missing:
-        return KernelStatus(False, "%s lacks %s" % (path, ", ".join(missing)))
+        return KernelStatus(False, "%s lacks %s: delete %s to build them again" % (path, ", ".join(missing), folder))
     return KernelStatus(True, isa=isa, path=path, build_seconds=seconds)
 
 

@@ -9,7 +9,8 @@
 //   computed as max + log(sum exp(z - max)): exact at any loss, where exp(-loss) would underflow.
 //   d logits[i, j] = dloss[i] * (exp(logits[i, j] - lse[i]) - [j == label[i]]); the label gets no gradient.
 //   A label outside [0, V) is clipped into it, as MXNet's pick does by default.
-//   A row holding NaN or inf gives a NaN loss, so that training sees the divergence.
+//   A row holding NaN or +inf gives a NaN loss, as MXNet's operators do, so that training sees the
+//   divergence; a -inf logit is a probability of 0.
 
 #include <cmath>
 #include <cstdint>
@@ -17,11 +18,24 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+
 #include "mxnet/lib_api.h"
 
 using namespace mxnet::ext;
 
 namespace {
+
+// The most threads a kernel's parallel loop may use: MXNet's own operators' count (MXNet caps its
+// operators with MXNET_OMP_MAX_THREADS without telling OpenMP), set by ptb_lm when it loads the
+// library. OpenMP's own count for the calling thread still applies beneath it, so that ptb_lm's
+// sharing of the cores (omp_set_num_threads between batches) reaches these loops too.
+int thread_cap = 0;
+
+int team() {
+  const int openmp = omp_get_max_threads();
+  return thread_cap > 0 && thread_cap < openmp ? thread_cap : openmp;
+}
 
 // e^x for x in [-87.3, 88.3] (clamped to it), to about 2 ulp: x = n ln2 + r, e^r by Cephes' expf
 // polynomial, 2^n built in the exponent bits. Plain arithmetic, so that loops over it vectorise.
@@ -65,9 +79,10 @@ float row_lse(const float* z, int64_t classes) {
 #pragma omp simd reduction(max : top) reduction(+ : total)
   for (int64_t j = 0; j < classes; ++j) {
     top = z[j] > top ? z[j] : top;
-    total += z[j];  // only to see NaN and inf, which max() would pass over
+    total += z[j];  // only to see NaN, which max() would pass over
   }
-  if (!std::isfinite(total)) return NAN;
+  // NaN or +inf in the row: NaN, as MXNet's log_softmax gives; a -inf logit is a probability of 0
+  if (total != total || top == INFINITY) return NAN;
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < classes; ++j) sum += exp_lanes(z[j] - top);
@@ -122,7 +137,7 @@ MXReturnValue softmax_ce_forward(const std::unordered_map<std::string, std::stri
   const float* z = logits.data<float>();
   float* loss = outputs->at(0).data<float>();
   float* lse = outputs->at(1).data<float>();
-#pragma omp parallel for schedule(static) if (is_big(rows, classes))
+#pragma omp parallel for schedule(static) num_threads(team()) if (is_big(rows, classes))
   for (int64_t i = 0; i < rows; ++i) {
     const float* row = z + i * classes;
     lse[i] = row_lse(row, classes);
@@ -142,7 +157,7 @@ MXReturnValue softmax_ce_backward(const std::unordered_map<std::string, std::str
   const int64_t rows = logits.shape[0], classes = logits.shape[1];
   const float* z = logits.data<float>();
   float* dz = outputs->at(0).data<float>();
-#pragma omp parallel for schedule(static) if (is_big(rows, classes))
+#pragma omp parallel for schedule(static) num_threads(team()) if (is_big(rows, classes))
   for (int64_t i = 0; i < rows; ++i) {
     const float* row = z + i * classes;
     float* grad = dz + i * classes;
@@ -215,7 +230,7 @@ MXReturnValue layer_norm_forward(const std::unordered_map<std::string, std::stri
   float* out = outputs->at(0).data<float>();
   float* means = outputs->at(1).data<float>();
   float* rstds = outputs->at(2).data<float>();
-#pragma omp parallel for schedule(static) if (is_big(rows, channels))
+#pragma omp parallel for schedule(static) num_threads(team()) if (is_big(rows, channels))
   for (int64_t i = 0; i < rows; ++i) {
     const float* row = x + i * channels;
     float sum = 0.0f;
@@ -252,7 +267,7 @@ MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::str
   float* dbeta = outputs->at(2).data<float>();
   std::memset(dgamma, 0, channels * sizeof(float));
   std::memset(dbeta, 0, channels * sizeof(float));
-#pragma omp parallel if (is_big(rows, channels))
+#pragma omp parallel num_threads(team()) if (is_big(rows, channels))
   {
     std::vector<float> own_dgamma(channels, 0.0f), own_dbeta(channels, 0.0f);
     float* pg = own_dgamma.data();
@@ -290,6 +305,8 @@ MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::str
 }
 
 }  // namespace
+
+extern "C" void ptb_kernels_set_thread_cap(int threads) { thread_cap = threads; }
 
 REGISTER_OP(ptb_layer_norm)
     .setParseAttrs(layer_norm_attrs)

@@ -1,16 +1,18 @@
-"""Regularisers: what a run may add to the chapter's model and loss, one small module each.
+"""Regularisers: the ways in for what a run may add to the chapter's model and loss.
 
-There are two ways in, and each is applied in both engines:
+There are two, each applied in both engines:
 
 * **A term of the training loss** (:class:`LossTerm`), computed from the model's named auxiliary
-  outputs (:mod:`ptb_lm.families.auxiliary`): activation regularisation (AR) on the last layer's
-  outputs after dropout, temporal activation regularisation (TAR) on them before it.
+  outputs (:mod:`ptb_lm.families.auxiliary`). Activation regularisation (AR, on the last layer's
+  outputs after dropout) and temporal activation regularisation (TAR, on them before it) are
+  terms of this kind.
 * **A transform of the RNN's weights at every forward pass**
-  (:meth:`ptb_lm.model.RNNModel.transform_rnn_weights`): weight drop (DropConnect on the
-  hidden-to-hidden weights). The fast engine applies it to the flat buffer's packed view, so it is
-  never skipped there.
+  (:meth:`ptb_lm.model.RNNModel.transform_rnn_weights`), the way in for weight drop (DropConnect
+  on the hidden-to-hidden weights). The fast engine applies it to the flat buffer's packed view,
+  so it is never skipped there.
 
-:func:`loss_terms_for` makes a config's loss terms; the chapter's config has none, and a run with
+No regulariser is built in yet: each will be a small module of this package, made by
+:func:`loss_terms_for` from the config. The chapter's config has none, and a run with
 none builds the graph it always built. :func:`ptb_lm.assembly.assemble` asks the model to keep the
 auxiliary outputs the terms need, and :func:`ptb_lm.training.train_epoch` adds the terms to what it
 backpropagates. The loss it reports stays the cross-entropy alone, so that a run's perplexities mean

@@ -14,6 +14,7 @@ MXNet's that starts with an underscore.
     Block._collect_params_with_prefix             saved_parameter_names    what save_parameters writes
     Trainer._updaters[k].states (and states_synced) trainer_states         an optimizer's state, to checkpoint
     Optimizer._index_update_count, num_update     optimizer_step_count     Adam's step count, to checkpoint
+    HybridBlock._clear_cached_op                  forget_compiled_graph    a graph rebuilt with other outputs
 """
 
 
@@ -106,3 +107,8 @@ def set_optimizer_step_count(optimizer, indices, steps):
     for index in indices:
         counts[index] = steps
     optimizer.num_update = max(_read(optimizer, "num_update"), steps)
+
+
+def forget_compiled_graph(block):
+    """Make a hybridized ``block`` build its graph again at the next call (its outputs changed)."""
+    _read(block, "_clear_cached_op")()
