@@ -128,12 +128,11 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
                           % error_summary(err), setting="hidden_dim") from None
     if fast:
         loss_fn, eval_loss_fn = losses_for(ctxs, levers.softmax_loss, kernel_use.active)
-    else:
-        loss_fn = eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    if fast:
         # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
         for block in (model, loss_fn, eval_loss_fn):
             block.hybridize(static_alloc=True, static_shape=True)
+    else:
+        loss_fn = eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
     plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
     reducer = begin_data_parallel(updater, kv, ctxs[0]) if num_workers > 1 else None

@@ -77,7 +77,7 @@ class SelfAttention(gluon.HybridBlock):
 
     def __init__(self, d_model, heads, dropout, **kwargs):
         super(SelfAttention, self).__init__(**kwargs)
-        self.heads, self.d_head = heads, d_model // heads
+        self.heads = heads
         with self.name_scope():
             self.in_proj = HeadOrderedProjection(d_model, heads)  # q, k, v in one product
             self.out_proj = nn.Dense(d_model, in_units=d_model, flatten=False)

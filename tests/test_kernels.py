@@ -134,10 +134,14 @@ def test_without_a_compiler_or_a_cache_or_with_a_failing_build_mxnet_does_it_and
     failing = tmp_path / "failing-cxx"
     failing.write_text("#!/bin/sh\necho 'cc1plus: fatal error: out of memory' >&2\nexit 1\n")
     failing.chmod(0o755)
-    broken = kernels.load({"CXX": str(failing), "PATH": os.environ["PATH"], "PTB_LM_CACHE": str(tmp_path / "c")})
+    environ = {"CXX": str(failing), "PATH": os.environ["PATH"], "PTB_LM_CACHE": str(tmp_path / "c")}
+    folder = kernels.cache_folder(str(failing), kernels.cpu_flags(), environ)
+    os.makedirs(folder)
+    open(os.path.join(folder, ".build-killed.so"), "wb").close()  # what a build killed before renaming leaves
+    broken = kernels.load(environ)
     assert not broken.active and broken.reason == "their build failed: cc1plus: fatal error: out of memory"
     left = [name for _, _, files in os.walk(str(tmp_path / "c")) for name in files]
-    assert left == [".lock"]  # nothing half-built is left to be loaded
+    assert left == [".lock"]  # nothing half-built is left to be loaded, the killed build's included
     not_runnable = tmp_path / "not-runnable-cxx"
     not_runnable.write_text("")  # not executable: which() passes it over, so name it by path
     odd = kernels.load({"CXX": str(not_runnable), "PATH": str(tmp_path), "PTB_LM_CACHE": str(tmp_path / "d")})
@@ -263,15 +267,10 @@ def test_accumulated_gradients_take_mxnets_layer_norm(loaded):
 def test_a_damaged_cached_binary_is_named_with_the_folder_to_delete(tmp_path):
     """What is in the cache under the right key is loaded as it is; if MXNet cannot load it, the reason says which
     folder to delete (the next run then builds it again)."""
-    from ptb_lm.kernels import FLAGS, LIBRARY, SOURCE, _compiler_version, _mxnet_sources, build_key, cpu_flags
-
-    compiler = kernels.find_compiler()
-    include, lib_api = _mxnet_sources()
-    key = build_key(_compiler_version(compiler), FLAGS, cpu_flags(),
-                    [SOURCE, lib_api, os.path.join(include, "mxnet", "lib_api.h")])
-    folder = tmp_path / "kernels" / key
-    folder.mkdir(parents=True)
-    (folder / LIBRARY).write_bytes(b"not a shared library")
+    folder = kernels.cache_folder(kernels.find_compiler(), kernels.cpu_flags(), {"PTB_LM_CACHE": str(tmp_path)})
+    os.makedirs(folder)
+    with open(os.path.join(folder, kernels.LIBRARY), "wb") as f:
+        f.write(b"not a shared library")
     code = ("import os; from ptb_lm.kernels import load; "
             "print(load(dict(os.environ, PTB_LM_CACHE=%r, PTB_LM_KERNELS='1')).reason)" % str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

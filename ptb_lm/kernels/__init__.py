@@ -132,6 +132,14 @@ def build_key(compiler_version, flags, cpu, sources):
     return digest.hexdigest()[:20]
 
 
+def cache_folder(compiler, cpu, environ=os.environ):
+    """The cache's folder for the binary ``compiler`` builds for a CPU with flags ``cpu`` (named by its key)."""
+    include, lib_api = _mxnet_sources()
+    key = build_key(_compiler_version(compiler), FLAGS, cpu,
+                    [SOURCE, lib_api, os.path.join(include, "mxnet", "lib_api.h")])
+    return os.path.join(cache_root(environ), "kernels", key)
+
+
 class CacheError(OSError):
     """The kernel cache's folder cannot be made or written."""
 
@@ -139,8 +147,9 @@ class CacheError(OSError):
 BUILD_SECONDS = 600  # a build that takes longer than this is given up (it takes seconds)
 
 
-def build(compiler, folder, flags=FLAGS):
-    """Build the library into ``folder`` (made if needed) unless it is there; return ``(path, seconds or None)``.
+def build(compiler, folder, isa, flags=FLAGS):
+    """Build the library into ``folder`` (made if needed) for a CPU with ``isa`` unless it is there; return
+    ``(path, seconds or None)``.
 
     Concurrent processes (two runs, a data-parallel job's workers) take a lock: one builds, the
     others wait for it and load its binary. The binary appears whole or not at all (a rename).
@@ -164,8 +173,11 @@ def build(compiler, folder, flags=FLAGS):
             fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.isfile(path):
             return path, None
-        logger.info("building ptb_lm's CPU kernels for this CPU (%s) with %s, once: %s",
-                    widest_vectors(cpu_flags()), os.path.basename(compiler), folder)
+        for name in os.listdir(folder):  # under the lock, a staging file is a killed build's
+            if name.startswith(".build-"):
+                os.remove(os.path.join(folder, name))
+        logger.info("building ptb_lm's CPU kernels for this CPU (%s) with %s, once: %s", isa,
+                    os.path.basename(compiler), folder)
         start = time.time()
         try:
             handle, staging = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
@@ -207,10 +219,9 @@ def load(environ=os.environ):
     if not (os.path.isfile(lib_api) and os.path.isfile(header)):
         return KernelStatus(False, "this mxnet lacks %s, which the kernels are built with: install mxnet==1.9.1"
                                    % (lib_api if not os.path.isfile(lib_api) else header))
-    folder = os.path.join(cache_root(environ), "kernels",
-                          build_key(_compiler_version(compiler), FLAGS, flags, [SOURCE, lib_api, header]))
+    folder = cache_folder(compiler, flags, environ)
     try:
-        path, seconds = build(compiler, folder)
+        path, seconds = build(compiler, folder, isa)
     except CacheError as err:
         return KernelStatus(False, "the kernel cache cannot be written (%s); set PTB_LM_CACHE to a folder that "
                                    "can" % err)
