@@ -12,6 +12,7 @@ from .batches import BatchPlan, device_batches
 from .config import check_fits_data
 from .data import UNK, Corpus, batch_starts
 from .download import locate_ptb
+from .families import family_of
 from .kernels import KernelStatus, for_run as kernels_for_run
 from .levers import FastLevers
 from .loss import losses_for
@@ -116,8 +117,9 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
     sparse = fast and levers.flat_update and levers.sparse_embedding and kv is None and not config.tied and \
         lazy_update_is_exact(config)
     check_fits(config, len(corpus.dictionary), available_bytes())
-    kernel_use = kernels_for_run(ctxs, fast, levers.kernels)
-    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse, kernels=kernel_use.active)
+    kernel_use = kernels_for_run(ctxs, fast, levers.kernels, masks=family_of(config.mode).keyed_dropout)
+    model = build_model(config, len(corpus.dictionary), sparse_grad=sparse, kernels=kernel_use.active,
+                        keyed_dropout=kernel_use.masks)
     loss_terms = loss_terms_for(config) if loss_terms is None else list(loss_terms)
     model.keep_auxiliary(auxiliary_needed(loss_terms))  # before the graph is built
     try:

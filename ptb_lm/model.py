@@ -167,10 +167,12 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         self.collect_params().initialize(default, ctx=ctx)
 
 
-def build_model(config, vocab_size, sparse_grad=False, kernels=False):
+def build_model(config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
     """Return the model ``config`` describes (not yet initialised), as its family builds it (ptb_lm.families);
-    ``kernels``: with ptb_lm's own CPU operators where the family has them (loaded: ptb_lm.kernels)."""
-    return family_of(config.mode).build(config, vocab_size, sparse_grad=sparse_grad, kernels=kernels)
+    ``kernels``: with ptb_lm's own CPU operators where the family has them (loaded: ptb_lm.kernels);
+    ``keyed_dropout``: its dropout masks drawn by ptb_lm's generator, if its family does (ptb_lm.dropout)."""
+    return family_of(config.mode).build(config, vocab_size, sparse_grad=sparse_grad, kernels=kernels,
+                                        keyed_dropout=keyed_dropout)
 
 
 # MXNet 1.9.1's wheels index tensors with 32-bit ints: a tensor of 2**31 elements or more cannot be made.

@@ -23,6 +23,9 @@ split and no transposes of the activations)::
     scores    q k^T / sqrt(d)                      (N*H, T, T), + the causal mask: -1e9 above the diagonal
     out       softmax(scores) v                    (T, N, C)
 
+Every dropout is :class:`ptb_lm.dropout.Dropout`: with ``kernels``, ptb_lm's counter-based kernel, with one
+key per forward pass (:class:`~ptb_lm.dropout.DropoutKeys`) and a site per dropout; without, MXNet's Dropout.
+
 ``W`` and ``b`` keep PyTorch's layout (``in_proj``: the q rows, then k, then v), which the
 checkpoints and the ONNX writer read; only the product takes their rows in the head order.
 
@@ -35,6 +38,7 @@ import math
 
 import numpy as np
 
+from .dropout import Dropout, DropoutKeys, Sites
 from .families.auxiliary import AuxiliaryOutputs
 from .families.transformer import check_model_size
 from .runtime import import_mxnet
@@ -75,21 +79,22 @@ class HeadOrderedProjection(nn.Dense):
 class SelfAttention(gluon.HybridBlock):
     """Multi-head causal self-attention over (T, N, C) inputs; see the module's docstring for the layouts."""
 
-    def __init__(self, d_model, heads, dropout, **kwargs):
+    def __init__(self, d_model, heads, dropout, sites=None, **kwargs):
         super(SelfAttention, self).__init__(**kwargs)
         self.heads = heads
+        sites = sites or Sites()
         with self.name_scope():
             self.in_proj = HeadOrderedProjection(d_model, heads)  # q, k, v in one product
             self.out_proj = nn.Dense(d_model, in_units=d_model, flatten=False)
-            self.drop = nn.Dropout(dropout)
+            self.drop = Dropout(dropout, site=sites())
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F, x, key=None):
         qkv = self.in_proj(x)  # (T, N, 3C), per head
         scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=self.heads)  # (N*H, T, T), over sqrt(d)
         position = F.contrib.arange_like(x, axis=0)  # (T,)
         later = F.broadcast_lesser(position.reshape((-1, 1)), position.reshape((1, -1)))  # 1 where col > row
         scores = F.broadcast_add(scores, (later * NEG).expand_dims(0))
-        weights = self.drop(F.softmax(scores, axis=-1))
+        weights = self.drop(F.softmax(scores, axis=-1), key)
         out = F.contrib.interleaved_matmul_selfatt_valatt(qkv, weights, heads=self.heads)  # (T, N, C)
         return self.out_proj(out)
 
@@ -114,10 +119,11 @@ class LayerNorm(nn.LayerNorm):
 class EncoderLayer(gluon.HybridBlock):
     """nn.TransformerEncoderLayer: post-norm, ReLU feed-forward, dropout in each residual branch."""
 
-    def __init__(self, d_model, heads, ffn_dim, dropout, kernels=False, **kwargs):
+    def __init__(self, d_model, heads, ffn_dim, dropout, kernels=False, sites=None, **kwargs):
         super(EncoderLayer, self).__init__(**kwargs)
+        sites = sites or Sites()
         with self.name_scope():
-            self.attention = SelfAttention(d_model, heads, dropout)
+            self.attention = SelfAttention(d_model, heads, dropout, sites)
             self.norm1 = LayerNorm(d_model, kernels)
             self.norm2 = LayerNorm(d_model, kernels)
             # nn.Linear's own bias initialiser, U(+-1/sqrt(fan_in)), which nn.Transformer leaves as it is
@@ -125,11 +131,12 @@ class EncoderLayer(gluon.HybridBlock):
                                  bias_initializer=mx.init.Uniform(1 / math.sqrt(d_model)))
             self.ffn2 = nn.Dense(d_model, in_units=ffn_dim, flatten=False,
                                  bias_initializer=mx.init.Uniform(1 / math.sqrt(ffn_dim)))
-            self.drop1, self.drop_ffn, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+            self.drop1, self.drop_ffn, self.drop2 = [Dropout(dropout, site=sites()) for _ in range(3)]
 
-    def hybrid_forward(self, F, x):
-        x = self.norm1(x + self.drop1(self.attention(x)))
-        return self.norm2(x + self.drop2(self.ffn2(self.drop_ffn(self.ffn1(x)))))
+    def hybrid_forward(self, F, x, key=None):
+        """``key``: the forward pass's dropout key, or None for MXNet's Dropout (:mod:`ptb_lm.dropout`)."""
+        x = self.norm1(x + self.drop1(self.attention(x, key), key))
+        return self.norm2(x + self.drop2(self.ffn2(self.drop_ffn(self.ffn1(x), key)), key))
 
 
 class TransformerModel(AuxiliaryOutputs, gluon.HybridBlock):
@@ -140,20 +147,23 @@ class TransformerModel(AuxiliaryOutputs, gluon.HybridBlock):
     auxiliary = ("hidden",)  # the last layer's normalised outputs (T, N, d_model), what the decoder reads
 
     def __init__(self, vocab_size, d_model, heads, ffn_dim, num_layers, dropout=0.2, tied=False, init_scale=None,
-                 sparse_grad=False, kernels=False, **kwargs):
+                 sparse_grad=False, kernels=False, keyed_dropout=None, **kwargs):
         super(TransformerModel, self).__init__(**kwargs)
         check_model_size(d_model, heads)
         self.d_model = d_model
         self.init_scale = init_scale
         self.hidden_dim = d_model
+        # no key at dropout 0: every dropout is then the identity, and a graph input nothing reads is warned of
+        self._dropout_keys = DropoutKeys((kernels if keyed_dropout is None else keyed_dropout) and dropout > 0)
+        sites = Sites()
         with self.name_scope():
             self.encoder = nn.Embedding(vocab_size, d_model, sparse_grad=sparse_grad,
                                         weight_initializer=mx.init.Uniform(init_scale or 0.1))
             self.positions = self.params.get_constant("positions", sinusoids(MAX_LEN, d_model))
-            self.drop = nn.Dropout(dropout)
+            self.drop = Dropout(dropout, site=sites())
             self.layers = nn.HybridSequential()
             for _ in range(num_layers):
-                self.layers.add(EncoderLayer(d_model, heads, ffn_dim, dropout, kernels))
+                self.layers.add(EncoderLayer(d_model, heads, ffn_dim, dropout, kernels, sites))
             self.norm = LayerNorm(d_model, kernels)
             if tied:
                 self.decoder = nn.Dense(vocab_size, in_units=d_model, flatten=False, params=self.encoder.params)
@@ -166,15 +176,20 @@ class TransformerModel(AuxiliaryOutputs, gluon.HybridBlock):
         return logits, state
 
     def _forward_all(self, inputs, state):
-        out = super(TransformerModel, self).forward(inputs)
+        key = self._dropout_keys.key(inputs.context)
+        out = super(TransformerModel, self).forward(inputs) if key is None else \
+            super(TransformerModel, self).forward(inputs, key)
         if not self.kept_auxiliary:
             return out, state, []
         return out[0], state, list(out[1:])
 
-    def hybrid_forward(self, F, inputs, positions):
+    def hybrid_forward(self, F, inputs, key=None, positions=None):
         x = self.encoder(inputs) * math.sqrt(self.d_model)  # (T, N, C)
         x = F.broadcast_add(x, F.slice_like(positions, x, axes=(0,)))
-        x = self.norm(self.layers(self.drop(x)))
+        x = self.drop(x, key)
+        for layer in self.layers:
+            x = layer(x, key)
+        x = self.norm(x)
         logits = self.decoder(x).reshape((-3, 0))  # (T*N, vocab)
         if not self.kept_auxiliary:
             return logits

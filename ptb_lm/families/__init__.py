@@ -36,6 +36,9 @@ class ModelFamily(abc.ABC):
     carries_state = True
     #: whether MXNet's own ONNX exporter can convert its graph (else only ptb_lm's writer is tried)
     mxnet_exports = True
+    #: whether its dropout masks are drawn by ptb_lm's generator where the kernels load (ptb_lm.dropout), in
+    #: both engines; its block's ``build`` then takes ``keyed_dropout``
+    keyed_dropout = False
 
     @abc.abstractmethod
     def state_names(self, mode):
@@ -46,9 +49,10 @@ class ModelFamily(abc.ABC):
         """Raise ConfigError, naming the setting, for settings this family cannot take (the config calls it)."""
 
     @abc.abstractmethod
-    def build(self, config, vocab_size, sparse_grad=False, kernels=False):
+    def build(self, config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
         """The model block ``config`` describes, not yet initialised; ``kernels``: it may use ptb_lm's own CPU
-        operators (:mod:`ptb_lm.kernels`, loaded), for the same math."""
+        operators (:mod:`ptb_lm.kernels`, loaded), for the same math; ``keyed_dropout``: its dropout masks are
+        drawn by ptb_lm's kernel (:mod:`ptb_lm.dropout`; a family with :attr:`keyed_dropout` only)."""
 
     @abc.abstractmethod
     def layer_sizes(self, config):

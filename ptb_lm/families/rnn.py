@@ -27,11 +27,15 @@ class RNNFamily(ModelFamily):
     modes = tuple(GATES)
     carries_state = True
     mxnet_exports = True  # at 1 or 2 layers; the export checks it and writes its own graph otherwise
+    # The chapter's masks, drawn by MXNet's generator under the chapter's seed, are part of the chapter's math
+    # that the per-batch match with its code measures; and its two dropouts a batch cost little.
+    keyed_dropout = False
 
     def state_names(self, mode):
         return ["h0", "c0"] if mode == "lstm" else ["h0"]
 
-    def build(self, config, vocab_size, sparse_grad=False, kernels=False):  # its kernels are oneDNN's already
+    def build(self, config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
+        # its products are oneDNN's already
         from ..model import RNNModel
 
         return RNNModel(config.mode, vocab_size, config.embed_dim, config.hidden_dim, config.num_layers,

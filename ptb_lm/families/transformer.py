@@ -29,6 +29,7 @@ class TransformerFamily(ModelFamily):
     modes = ("transformer",)
     carries_state = False
     mxnet_exports = False
+    keyed_dropout = True  # eleven dropouts a batch at the small shape, MXNet's drawn one element at a time
 
     def state_names(self, mode):
         return []
@@ -41,12 +42,12 @@ class TransformerFamily(ModelFamily):
                               setting="hidden_dim")
         check_model_size(config.hidden_dim, config.heads)
 
-    def build(self, config, vocab_size, sparse_grad=False, kernels=False):
+    def build(self, config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
         from ..transformer import TransformerModel
 
         return TransformerModel(vocab_size, config.hidden_dim, config.heads, config.feed_forward, config.num_layers,
                                 config.dropout, tied=config.tied, init_scale=config.init_scale,
-                                sparse_grad=sparse_grad, kernels=kernels)
+                                sparse_grad=sparse_grad, kernels=kernels, keyed_dropout=keyed_dropout)
 
     def layer_sizes(self, config):
         hidden, sizes = config.hidden_dim, {}

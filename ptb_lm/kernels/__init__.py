@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ LIBRARY = "libptb_kernels.so"
 # vector instructions; unlike -ffast-math they change no result, and NaN and inf still propagate.
 FLAGS = ["-shared", "-fPIC", "-O3", "-march=native", "-fopenmp", "-fno-trapping-math", "-fno-math-errno",
          "-std=c++11"]
-OPERATORS = ("ptb_softmax_ce", "ptb_layer_norm")
+OPERATORS = ("ptb_softmax_ce", "ptb_layer_norm", "ptb_dropout")
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,15 @@ class KernelStatus:
     isa: str = ""  # the widest vector instructions the build was for
     path: str = ""
     build_seconds: Optional[float] = None  # when this process built them
+    # The dropout masks are drawn by ptb_lm's generator (ptb_lm.dropout). A run's masks are the seed's in both
+    # engines, so that they agree: the imperative engine draws them so too, while the rest is MXNet's.
+    masks: bool = False
 
     def describe(self):
         """A few words for the run's header: whose operators run, and why."""
         if self.active:
             return "ptb_lm's, built for %s" % self.isa
-        return "MXNet's (%s)" % self.reason
+        return "MXNet's (%s)%s" % (self.reason, ", with ptb_lm's dropout masks" if self.masks else "")
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
@@ -256,13 +259,18 @@ def status(environ=os.environ):
     return _STATUS[0]
 
 
-def for_run(ctxs, fast=True, lever=True):
+def for_run(ctxs, fast=True, lever=True, masks=False):
     """The :class:`KernelStatus` of a run on ``ctxs``: the fast engine's, with its ``kernels`` lever on, on CPUs
-    only, and only if they load; its ``reason`` says why not, for the run's header."""
-    if not fast:
-        return KernelStatus(False, "the imperative engine runs the chapter's operators")
+    only, and only if they load; its ``reason`` says why not, for the run's header. ``masks``: the model's family
+    draws its dropout masks with ptb_lm's generator where it can (in both engines, so that they agree)."""
     if not lever:
         return KernelStatus(False, "the kernels lever is off")
     if not all(ctx.device_type == "cpu" for ctx in ctxs):
         return KernelStatus(False, "ptb_lm's kernels are CPU code")
-    return status()
+    imperative = "the imperative engine runs the chapter's operators"
+    if not fast and not masks:
+        return KernelStatus(False, imperative)
+    loaded = status()
+    if not fast:
+        return KernelStatus(False, imperative, masks=loaded.active)
+    return replace(loaded, masks=loaded.active and masks)

@@ -4,6 +4,8 @@
 // compiler vectorises the inner loops for AVX2 or AVX-512 as the machine has them. The loops are
 // written so that it can: no calls, no branches, one exp written out (exp_lanes).
 //
+// The operators: ptb_softmax_ce, ptb_layer_norm and ptb_dropout, each described above its code.
+//
 // ptb_softmax_ce(logits (N, V) float32, label (N,) float32 or int32) -> loss (N,), lse (N,)
 //   loss[i] = lse[i] - logits[i, label[i]]  with  lse[i] = log(sum_j exp(logits[i, j]))
 //   computed as max + log(sum exp(z - max)): exact at any loss, where exp(-loss) would underflow.
@@ -12,6 +14,7 @@
 //   A row holding NaN or +inf gives a NaN loss, as MXNet's operators do, so that training sees the
 //   divergence; a -inf logit is a probability of 0.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -265,13 +268,15 @@ MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::str
   float* dx = outputs->at(0).data<float>();
   float* dgamma = outputs->at(1).data<float>();
   float* dbeta = outputs->at(2).data<float>();
-  std::memset(dgamma, 0, channels * sizeof(float));
-  std::memset(dbeta, 0, channels * sizeof(float));
-#pragma omp parallel num_threads(team()) if (is_big(rows, channels))
+  // Each thread sums its rows' dgamma and dbeta apart; the partial sums are then added in thread order, so
+  // that the result does not depend on which thread finishes first (exact resume).
+  const int threads = is_big(rows, channels) ? team() : 1;
+  std::vector<float> partial(2 * threads * channels, 0.0f);
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<float> own_dgamma(channels, 0.0f), own_dbeta(channels, 0.0f);
-    float* pg = own_dgamma.data();
-    float* pb = own_dbeta.data();
+    const int own = omp_get_thread_num();
+    float* pg = partial.data() + (2 * own) * channels;
+    float* pb = partial.data() + (2 * own + 1) * channels;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
       const float* row = x + i * channels;
@@ -295,16 +300,239 @@ MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::str
         drow_x[j] = rstd * (drow[j] * gamma[j] - mean_g - xhat * mean_gx);
       }
     }
-#pragma omp critical
-    for (int64_t j = 0; j < channels; ++j) {
-      dgamma[j] += pg[j];
-      dbeta[j] += pb[j];
+  }
+  for (int64_t j = 0; j < channels; ++j) {
+    float g = 0.0f, b = 0.0f;
+    for (int t = 0; t < threads; ++t) {
+      g += partial[(2 * t) * channels + j];
+      b += partial[(2 * t + 1) * channels + j];
+    }
+    dgamma[j] = g;
+    dbeta[j] = b;
+  }
+  return MX_SUCCESS;
+}
+
+// ptb_dropout(data (...) float32, key (4,) int32; p, axes, site) -> out (...)
+//   out = data * mask, mask = 1 / (1 - p) where kept and 0 where dropped, as MXNet's Dropout computes it.
+//   The mask has data's shape with the axes in `axes` set to 1 and is broadcast along them (MXNet's
+//   Dropout(axes=...): axes=(0,) on (T, N, C) draws one mask per sequence, shared over time).
+//   Its element m is kept when the lane m % 4 of Philox4x32-10 at counter (m / 4, key[2], key[3], site)
+//   and key (key[0], key[1]) is at least p * 2^32: a counter-based generator, so that the backward
+//   draws the forward's mask again instead of storing it, and the masks depend on the key and the site
+//   alone (not on the thread count, nor on what ran before).
+//   A key whose first word is 0 is evaluation: out = data. A loaded operator is not told whether MXNet
+//   trains, so the caller says it in the key (ptb_lm/dropout.py).
+//   d data = d out * mask; the key gets no gradient.
+
+// Philox4x32-10 (Salmon et al. 2011, Random123's constants): counter c, key (k0, k1) -> 4 random words in c.
+inline void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
+    const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+    c1 = static_cast<uint32_t>(p1);
+    c3 = static_cast<uint32_t>(p0);
+    c0 = n0;
+    c2 = n2;
+  }
+}
+
+struct DropoutDraw {
+  uint32_t k0, k1, c1, c2, site;
+  uint32_t threshold;  // kept when the word is >= threshold
+  float scale;
+  bool training;
+};
+
+DropoutDraw draw_of(const std::unordered_map<std::string, std::string>& attrs, const MXTensor& key) {
+  const int32_t* words = static_cast<const int32_t*>(key.data_ptr);
+  DropoutDraw draw;
+  draw.k0 = static_cast<uint32_t>(words[0]);
+  draw.k1 = static_cast<uint32_t>(words[1]);
+  draw.c1 = static_cast<uint32_t>(words[2]);
+  draw.c2 = static_cast<uint32_t>(words[3]);
+  draw.training = words[0] != 0;
+  auto site = attrs.find("site");
+  draw.site = site == attrs.end() ? 0u : static_cast<uint32_t>(std::stoul(site->second));
+  auto rate = attrs.find("p");
+  const float p = rate == attrs.end() ? 0.5f : std::stof(rate->second);  // a float, as MXNet's Dropout holds it
+  const double cut = std::floor(static_cast<double>(p) * 4294967296.0);
+  draw.threshold = cut >= 4294967295.0 ? 4294967295u : static_cast<uint32_t>(cut);
+  draw.scale = 1.0f / (1.0f - p);  // MXNet's rescale, in its float arithmetic
+  draw.training = draw.training && p > 0.0f;
+  return draw;
+}
+
+// mask[i] for the mask elements [4 * first_block, 4 * (first_block + blocks)), into mask[0 ...]
+void fill_mask(const DropoutDraw& d, int64_t first_block, int64_t blocks, float* mask) {
+  const uint32_t k0 = d.k0, k1 = d.k1, w1 = d.c1, w2 = d.c2, site = d.site, threshold = d.threshold;
+  const float scale = d.scale;  // locals, so that the loop vectorises
+#pragma omp simd
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint32_t c0 = static_cast<uint32_t>(first_block + b), c1 = w1, c2 = w2, c3 = site;
+    philox4x32_10(c0, c1, c2, c3, k0, k1);
+    mask[4 * b] = scale * static_cast<float>(c0 >= threshold);
+    mask[4 * b + 1] = scale * static_cast<float>(c1 >= threshold);
+    mask[4 * b + 2] = scale * static_cast<float>(c2 >= threshold);
+    mask[4 * b + 3] = scale * static_cast<float>(c3 >= threshold);
+  }
+}
+
+// The axes a mask is shared along, from MXNet's spelling of a tuple ("(0,)", "(0, 1)", "()"), as a bit set.
+uint32_t shared_axes(const std::unordered_map<std::string, std::string>& attrs, int ndim, bool* ok) {
+  *ok = true;
+  uint32_t shared = 0;
+  auto found = attrs.find("axes");
+  if (found == attrs.end()) return 0;
+  const std::string& text = found->second;
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '-' || (text[i] >= '0' && text[i] <= '9')) {
+      size_t used = 0;
+      int axis = std::stoi(text.substr(i), &used);
+      i += used;
+      if (axis < 0) axis += ndim;
+      if (axis < 0 || axis >= ndim) {
+        *ok = false;
+        return 0;
+      }
+      shared |= 1u << axis;
+    } else {
+      ++i;
+    }
+  }
+  return shared;
+}
+
+const int64_t kChunk = 4096;  // mask elements drawn at a time (a multiple of 4)
+
+// dst = src * mask, the mask broadcast along the shared axes.
+MXReturnValue apply_dropout(const std::unordered_map<std::string, std::string>& attrs, const MXTensor& key,
+                            const MXTensor& src, MXTensor& dst) {
+  const float* x = static_cast<const float*>(src.data_ptr);
+  float* y = dst.data<float>();
+  const int64_t size = src.size();
+  const DropoutDraw draw = draw_of(attrs, key);
+  if (!draw.training) {
+    if (y != x) std::memcpy(y, x, size * sizeof(float));
+    return MX_SUCCESS;
+  }
+  const int ndim = static_cast<int>(src.shape.size());
+  bool ok = true;
+  const uint32_t shared = shared_axes(attrs, ndim, &ok);
+  if (!ok) {
+    MX_ERROR_MSG << "ptb_dropout: an axis in " << attrs.at("axes") << " is outside the data's " << ndim << " axes";
+    return MX_FAIL;
+  }
+  if (shared == 0) {  // one mask element per element: draw and apply a chunk at a time
+    const int64_t chunks = (size + kChunk - 1) / kChunk;
+#pragma omp parallel num_threads(team()) if (size >= (1 << 15))
+    {
+      float mask[kChunk];
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < chunks; ++k) {
+        const int64_t first = k * kChunk, count = std::min(kChunk, size - first);
+        fill_mask(draw, first / 4, (count + 3) / 4, mask);
+#pragma omp simd
+        for (int64_t j = 0; j < count; ++j) y[first + j] = x[first + j] * mask[j];
+      }
+    }
+    return MX_SUCCESS;
+  }
+  // The mask's shape and, for each axis of the data, its stride in the mask (0 along a shared axis).
+  std::vector<int64_t> stride(ndim, 0);
+  int64_t mask_size = 1;
+  for (int a = ndim - 1; a >= 0; --a) {
+    if (!(shared & (1u << a))) {
+      stride[a] = mask_size;
+      mask_size *= src.shape[a];
+    }
+  }
+  std::vector<float> mask(((mask_size + 3) / 4) * 4);
+  fill_mask(draw, 0, (mask_size + 3) / 4, mask.data());
+  const int64_t inner = ndim > 0 ? src.shape[ndim - 1] : 1, rows = inner > 0 ? size / inner : 0;
+  const int64_t inner_stride = ndim > 0 ? stride[ndim - 1] : 0;
+  const float* m = mask.data();
+#pragma omp parallel for schedule(static) num_threads(team()) if (size >= (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t offset = 0, rest = r;  // the mask offset of row r: its index along each outer axis
+    for (int a = ndim - 2; a >= 0; --a) {
+      offset += (rest % src.shape[a]) * stride[a];
+      rest /= src.shape[a];
+    }
+    const float* xr = x + r * inner;
+    float* yr = y + r * inner;
+    if (inner_stride == 0) {
+      const float value = m[offset];
+#pragma omp simd
+      for (int64_t j = 0; j < inner; ++j) yr[j] = xr[j] * value;
+    } else {
+      const float* mr = m + offset;
+#pragma omp simd
+      for (int64_t j = 0; j < inner; ++j) yr[j] = xr[j] * mr[j];
     }
   }
   return MX_SUCCESS;
 }
 
+MXReturnValue dropout_attrs(const std::unordered_map<std::string, std::string>& attrs, int* inputs, int* outputs) {
+  *inputs = 2;
+  *outputs = 1;
+  return MX_SUCCESS;
+}
+
+MXReturnValue dropout_types(const std::unordered_map<std::string, std::string>& attrs, std::vector<int>* in_types,
+                            std::vector<int>* out_types) {
+  if (in_types->at(0) != kFloat32 || in_types->at(1) != kInt32) {
+    MX_ERROR_MSG << "ptb_dropout takes float32 data and an int32 key";
+    return MX_FAIL;
+  }
+  out_types->at(0) = kFloat32;
+  return MX_SUCCESS;
+}
+
+MXReturnValue dropout_shapes(const std::unordered_map<std::string, std::string>& attrs,
+                             std::vector<std::vector<unsigned int>>* in_shapes,
+                             std::vector<std::vector<unsigned int>>* out_shapes) {
+  if (in_shapes->at(1) != std::vector<unsigned int>{4} || in_shapes->at(0).size() > 31) {
+    MX_ERROR_MSG << "ptb_dropout takes data of at most 31 axes and a key of shape (4,)";
+    return MX_FAIL;
+  }
+  out_shapes->at(0) = in_shapes->at(0);
+  return MX_SUCCESS;
+}
+
+MXReturnValue dropout_forward(const std::unordered_map<std::string, std::string>& attrs,
+                              std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs, const OpResource& res) {
+  return apply_dropout(attrs, inputs->at(1), inputs->at(0), outputs->at(0));
+}
+
+// inputs: dout, data, key, out; outputs: ddata, dkey
+MXReturnValue dropout_backward(const std::unordered_map<std::string, std::string>& attrs,
+                               std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                               const OpResource& res) {
+  MXTensor& dkey = outputs->at(1);
+  std::memset(dkey.data_ptr, 0, dkey.size() * sizeof(int32_t));
+  return apply_dropout(attrs, inputs->at(2), inputs->at(0), outputs->at(0));
+}
+
 }  // namespace
+
+// For tests: the generator alone, counter (4 words) and key (2 words) -> 4 words in out.
+extern "C" void ptb_kernels_philox(const uint32_t* counter, const uint32_t* key, uint32_t* out) {
+  uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
+  philox4x32_10(c0, c1, c2, c3, key[0], key[1]);
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
+}
 
 extern "C" void ptb_kernels_set_thread_cap(int threads) { thread_cap = threads; }
 
@@ -314,6 +542,13 @@ REGISTER_OP(ptb_layer_norm)
     .setInferShape(layer_norm_shapes)
     .setForward(layer_norm_forward, "cpu")
     .setBackward(layer_norm_backward, "cpu");
+
+REGISTER_OP(ptb_dropout)
+    .setParseAttrs(dropout_attrs)
+    .setInferType(dropout_types)
+    .setInferShape(dropout_shapes)
+    .setForward(dropout_forward, "cpu")
+    .setBackward(dropout_backward, "cpu");
 
 REGISTER_OP(ptb_softmax_ce)
     .setParseAttrs(softmax_ce_attrs)

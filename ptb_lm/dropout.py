@@ -1,0 +1,85 @@
+"""Dropout with MXNet's meaning, by ptb_lm's kernel where a model has the kernels, and the keys that drive it.
+
+    x (any shape) -> x * mask      mask = 1 / (1 - p) where kept, 0 where dropped (probability p),
+                                   one mask element per element, or shared along ``axes``:
+
+    axes=()    (T, N, C): a mask element per element           (the chapter's dropout)
+    axes=(0,)  (T, N, C): a mask of (1, N, C), the same at every time step (locked dropout)
+
+MXNet's own Dropout draws its mask one generator call per element, in scalar code. ptb_lm's
+``ptb_dropout`` (:mod:`ptb_lm.kernels`) draws it from Philox4x32-10, a counter-based generator:
+element ``m`` of the mask is decided by the generator at counter ``(m // 4, key[2], key[3], site)``
+under the key ``(key[0], key[1])``. The backward draws the same mask again rather than keeping it,
+and the masks do not depend on the thread count.
+
+A loaded operator is not told whether MXNet is training, so the key says it: a key whose first word
+is 0 is evaluation, and the operator then copies its input. For training, :class:`DropoutKeys`
+draws a fresh key from MXNet's own generator at every forward pass, so the masks follow
+``mx.random.seed`` exactly as MXNet's Dropout's do: a seeded run, which the runner reseeds each
+epoch, resumes drawing the same masks. The site, a number given to each dropout of a model, keeps
+the masks of two dropouts under one key apart.
+"""
+
+from .runtime import import_mxnet
+
+mx = import_mxnet()
+from mxnet import autograd, gluon  # noqa: E402
+
+KEY_WORDS = 4
+KEY_DTYPE = "int32"
+
+
+class Dropout(gluon.HybridBlock):
+    """``nn.Dropout(rate, axes)``; called with a key (:class:`DropoutKeys`) it runs ptb_lm's kernel.
+
+    ``site`` tells this dropout's masks from the model's other dropouts' under the same key: give each
+    dropout of a model its own (:class:`Sites`).
+    """
+
+    def __init__(self, rate, axes=(), site=0, **kwargs):
+        super(Dropout, self).__init__(**kwargs)
+        self._rate, self._axes, self._site = rate, tuple(axes), site
+
+    def hybrid_forward(self, F, x, key=None):
+        if self._rate == 0:
+            return F.identity(x)
+        if key is None:
+            return F.Dropout(x, p=self._rate, axes=self._axes, cudnn_off=False)
+        return F.ptb_dropout(x, key, p=self._rate, axes=str(self._axes), site=self._site)
+
+    def __repr__(self):
+        return "%s(p = %s, axes=%s, site=%d)" % (self.__class__.__name__, self._rate, self._axes, self._site)
+
+
+class Sites(object):
+    """Hands out the site numbers of one model's dropouts, in the order they are made."""
+
+    def __init__(self):
+        self._next = 0
+
+    def __call__(self):
+        self._next += 1
+        return self._next - 1
+
+
+class DropoutKeys(object):
+    """The keys a model passes its dropouts on each call: ``None`` without the kernel (MXNet's Dropout then
+    draws), zeros in evaluation, and a fresh draw from MXNet's generator for every training forward pass.
+
+    A fresh array each pass, never one rewritten in place: a forward pass's backward reads its own key to draw
+    its masks again, and it may run after the next forward pass (two calls under one ``autograd.record()``).
+    """
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._evaluation = {}  # ctx -> zeros
+
+    def key(self, ctx):
+        """The key for a forward pass on ``ctx`` now (training or not, as autograd says)."""
+        if not self.kernel:
+            return None
+        if autograd.is_training():
+            return mx.nd.random.randint(1, 2 ** 31 - 1, shape=(KEY_WORDS,), dtype=KEY_DTYPE, ctx=ctx)
+        if ctx not in self._evaluation:
+            self._evaluation[ctx] = mx.nd.zeros((KEY_WORDS,), ctx=ctx, dtype=KEY_DTYPE)
+        return self._evaluation[ctx]
