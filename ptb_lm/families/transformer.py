@@ -29,7 +29,7 @@ class TransformerFamily(ModelFamily):
     modes = ("transformer",)
     carries_state = False
     mxnet_exports = False
-    keyed_dropout = True  # eleven dropouts a batch at the small shape, MXNet's drawn one element at a time
+    keyed_dropout = True  # 1 + 4 per layer dropouts a pass, whose masks MXNet draws one element at a time
 
     def state_names(self, mode):
         return []
