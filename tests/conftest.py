@@ -25,6 +25,17 @@ def ctrl_c_as_a_terminal_gives_it():
     yield
 
 
+@pytest.fixture(scope="session")
+def loaded():
+    """ptb_lm's kernels, loaded: a machine with a compiler must build them (tests that need them are skipped under
+    PTB_LM_KERNELS=0 only: helpers.needs_kernels)."""
+    from ptb_lm import kernels
+
+    status = kernels.status()
+    assert status.active, status.reason
+    return status
+
+
 def pytest_collection_modifyitems(config, items):
     """The gpu_wheel tests run whenever mxnet-cu112 is the installed mxnet, and only then."""
     if installed_mxnet()[0] == GPU_DISTRIBUTION:

@@ -7,12 +7,18 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from ptb_lm.runtime.threads import cgroup_cpu_quota
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_PTB = os.path.join(ROOT, "..", "shared", "data", "ptb.zip")
 SCRIPTS = os.path.join(ROOT, "scripts")
 LAUNCH = os.path.join(SCRIPTS, "launch.py")
+
+# For the tests of ptb_lm's own kernels (the fixture ``loaded`` loads them, conftest.py)
+needs_kernels = pytest.mark.skipif(os.environ.get("PTB_LM_KERNELS", "").strip() == "0",
+                                   reason="PTB_LM_KERNELS=0: MXNet's own operators are tested instead")
 
 # The CLI flags of a tiny model: a run on the tiny corpus takes a second or two.
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "4", "--num-steps", "5", "--epochs", "1",

@@ -12,17 +12,9 @@ from mxnet import autograd
 from ptb_lm import kernels
 from ptb_lm.dropout import Dropout, DropoutKeys
 
-from helpers import tiny_config
+from helpers import needs_kernels, tiny_config
 
-pytestmark = pytest.mark.skipif(os.environ.get(kernels.SWITCH, "").strip() == "0",
-                                reason="PTB_LM_KERNELS=0: MXNet's own Dropout runs instead")
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    status = kernels.status()
-    assert status.active, status.reason  # a machine with a compiler must build them
-    return status
+pytestmark = needs_kernels
 
 
 # Random123's known answers for Philox4x32-10 (its kat_vectors): counter, key -> the four words

@@ -14,17 +14,8 @@ from mxnet import autograd, gluon
 from ptb_lm import kernels
 from ptb_lm.loss import KernelLoss
 
-from helpers import ROOT, TINY, clean_env
+from helpers import ROOT, TINY, clean_env, needs_kernels
 
-needs_kernels = pytest.mark.skipif(os.environ.get(kernels.SWITCH, "").strip() == "0",
-                                   reason="PTB_LM_KERNELS=0: MXNet's own operators are tested instead")
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    status = kernels.status()
-    assert status.active, status.reason  # a machine with a compiler must build them
-    return status
 
 
 def value_and_grad(loss_fn, logits, labels, head):
