@@ -11,6 +11,7 @@ run's config.json holds every setting of that run (:func:`settings_of_run`).
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -38,6 +39,9 @@ class TrainConfig:
     init_scale: Optional[float] = None  # None: the chapter's Xavier (+ Uniform(0.1) embedding); x: Uniform(x) everywhere
     heads: int = 2  # transformer: attention heads (the PyTorch example's nhead); they divide the model size
     ffn_dim: Optional[int] = None  # transformer: the feed-forward size; None: the model size, as the example's nhid
+    # --- regularisers (ptb_lm.regularisers); off in the chapter -------------
+    ar: float = 0.0  # AWD-LSTM's AR: this x the mean square of the last layer's outputs after dropout, per token
+    tar: float = 0.0  # AWD-LSTM's TAR: this x the mean square of their change over one step (before dropout)
     # --- optimisation ----------------------------------------------------
     lr: float = 1.0  # the chapter's plain SGD rate (no momentum, no weight decay)
     optimizer: str = "sgd"  # the chapter's plain SGD; momentum, adam and adamw keep state, which checkpoints hold
@@ -120,6 +124,10 @@ class TrainConfig:
         _check_range("lr", self.lr, self.lr >= 0, "must be 0 or more")
         _check_range("clipping_norm", self.clipping_norm, self.clipping_norm > 0, "must be above 0")
         _check_range("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
+        for name in ("ar", "tar"):
+            value = getattr(self, name)
+            _check_range(name, value, _is_number(value) and math.isfinite(value) and value >= 0,
+                         "must be 0 (off) or more")
         if self.init_scale is not None:
             _check_range("init_scale", self.init_scale, self.init_scale > 0, "must be above 0")
         for name in ("lr_decay", "lr_decay_per_epoch"):
@@ -166,6 +174,10 @@ def check_seed(name, value):
     """Raise ConfigError, naming ``name``, unless ``value`` is a seed MXNet and NumPy take (0 to 2**32 - 1)."""
     if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 32):
         raise ConfigError("%s must be a whole number from 0 to 2**32 - 1, got %r" % (name, value), setting=name)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_range(name, value, ok, rule):

@@ -38,6 +38,9 @@ def test_help_explains_every_flag():
     (["--dropout", "1"], ["dropout must be in [0, 1)"]),
     (["--dropout", "-0.5"], ["dropout"]),
     (["--ctx", "tpu:0"], ["unknown --ctx"]),
+    (["--ar", "-1"], ["--ar must be 0 (off) or more"]),
+    (["--tar", "inf"], ["--tar must be 0 (off) or more"]),
+    (["--mode", "transformer", "--ar", "2"], ["--ar reads an RNN's last outputs"]),
 ])
 def test_bad_settings_give_one_line(tiny_corpus, args, words):
     out = run_cli(["--data", tiny_corpus] + TINY + args)

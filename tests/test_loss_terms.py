@@ -91,15 +91,35 @@ def test_an_output_a_model_does_not_offer_is_refused_by_name():
     assert "'hidden_dropped'" in str(err.value) and "'hidden'" in str(err.value)
 
 
+def ar_oracle(hidden, tokens):
+    """AWD-LSTM's AR written out (dropout 0: the outputs after dropout are the outputs)."""
+    return 0.9 * (hidden ** 2).mean() * tokens
+
+
+def tar_oracle(hidden, tokens):
+    """AWD-LSTM's TAR written out: the change over one time step."""
+    return 1.3 * ((hidden[1:] - hidden[:-1]) ** 2).mean() * tokens
+
+
+TERMS = {  # how the run gets its term -> the term as the oracle writes it
+    "own term": (dict(), [SquaredHidden()], lambda hidden, tokens: WEIGHT * (hidden ** 2).mean() * tokens),
+    "--ar": (dict(ar=0.9), None, ar_oracle),
+    "--tar": (dict(tar=1.3), None, tar_oracle),
+}
+
+
 @pytest.mark.parametrize("engine", ["fast", "imperative"])
-def test_a_loss_term_reaches_the_gradient_in_both_engines_but_not_the_reported_loss(tiny_corpus, engine):
+@pytest.mark.parametrize("term", sorted(TERMS))
+def test_a_loss_term_reaches_the_gradient_in_both_engines_but_not_the_reported_loss(tiny_corpus, engine, term):
+    settings, terms, oracle = TERMS[term]
     corpus = Corpus(tiny_corpus)
     config = tiny_config(tiny_corpus, mode="lstm", engine=engine, num_layers=2, dropout=0.0, lr=0.5,
-                         clipping_norm=1e6, max_batches=1)
-    run = assemble(config, corpus, loss_terms=[SquaredHidden()])
+                         clipping_norm=1e6, max_batches=1, **settings)
+    run = assemble(config, corpus, loss_terms=terms)
+    assert len(run.loss_terms) == 1
     names = list(run.model.collect_params())
     before = {name: run.model.collect_params()[name].data().asnumpy().copy() for name in names}
-    reference = assemble(config.replace(engine="imperative"), corpus, loss_terms=[]).model
+    reference = assemble(config.replace(engine="imperative", ar=0.0, tar=0.0), corpus, loss_terms=[]).model
     ref_params = reference.collect_params()
     ref_of = {name: ref_params[name.replace(run.model.prefix, reference.prefix, 1)] for name in names}
     for name in names:
@@ -114,7 +134,7 @@ def test_a_loss_term_reaches_the_gradient_in_both_engines_but_not_the_reported_l
             hidden, _ = reference.rnn(reference.encoder(data), state)
             logits = reference.decoder(hidden.reshape((-1, 8)))
             cross_entropy = mx.nd.softmax_cross_entropy(logits, target)
-            total = cross_entropy.sum() + (WEIGHT * (hidden ** 2).mean() * tokens if with_term else 0)
+            total = cross_entropy.sum() + (oracle(hidden, tokens) if with_term else 0)
         total.backward()
         return float(cross_entropy.asscalar()), {
             name: before[name] - config.lr * ref_of[name].grad().asnumpy() / 4 for name in names}

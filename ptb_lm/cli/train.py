@@ -36,6 +36,10 @@ _TRAIN_FLAGS = [
     ("--hidden-dim", int, "hidden state size of each RNN layer"),
     ("--num-layers", int, "number of stacked RNN layers"),
     ("--dropout", float, "dropout rate on embeddings, between layers and on outputs, in [0, 1)"),
+    ("--ar", float, "AWD-LSTM's activation regularisation: ALPHA x the mean square of the last layer's outputs "
+                    "after dropout, per token (AWD's PTB value: 2; default 0, off)"),
+    ("--tar", float, "AWD-LSTM's temporal activation regularisation: BETA x the mean square of those outputs' "
+                     "change over one time step, before dropout (AWD's: 1; default 0, off)"),
     ("--heads", int, "transformer: attention heads; they divide the model size (--hidden-dim)"),
     ("--ffn-dim", int, "transformer: the feed-forward size (default: the model size)"),
     ("--lr", float, "learning rate"),

@@ -41,6 +41,10 @@ class TransformerFamily(ModelFamily):
                                                                                     config.hidden_dim),
                               setting="hidden_dim")
         check_model_size(config.hidden_dim, config.heads)
+        if config.ar:
+            raise ConfigError("ar reads an RNN's last outputs after its output dropout, which a transformer does "
+                              "not have: use an RNN mode, or --ar 0 (--tar reads what its decoder reads)",
+                              setting="ar")
 
     def build(self, config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
         from ..transformer import TransformerModel

@@ -11,9 +11,11 @@ There are two, each applied in both engines:
   on the hidden-to-hidden weights). The fast engine applies it to the flat buffer's packed view,
   so it is never skipped there.
 
-No regulariser is built in yet: each will be a small module of this package, made by
-:func:`loss_terms_for` from the config. The chapter's config has none, and a run with
-none builds the graph it always built. :func:`ptb_lm.assembly.assemble` asks the model to keep the
+Each regulariser is a small module of this package, made by :func:`loss_terms_for` from the config:
+
+* :mod:`.activation`: AR (``--ar``) and TAR (``--tar``).
+
+The chapter's config has none, and a run with none builds the graph it always built. :func:`ptb_lm.assembly.assemble` asks the model to keep the
 auxiliary outputs the terms need, and :func:`ptb_lm.training.train_epoch` adds the terms to what it
 backpropagates. The loss it reports stays the cross-entropy alone, so that a run's perplexities mean
 the same with and without them.
@@ -32,6 +34,8 @@ class LossTerm(abc.ABC):
 
     #: a short name, for logs
     name = ""
+    #: the config setting that asks for it (for errors that name the flag)
+    setting = ""
     #: the auxiliary outputs it reads (names a family's block offers)
     needs = ()
 
@@ -43,7 +47,14 @@ class LossTerm(abc.ABC):
 
 def loss_terms_for(config):
     """The loss terms ``config`` asks for, as :class:`LossTerm` objects (none in the chapter's config)."""
-    return []
+    from .activation import ActivationRegularisation, TemporalActivationRegularisation
+
+    terms = []
+    if config.ar:
+        terms.append(ActivationRegularisation(config.ar))
+    if config.tar:
+        terms.append(TemporalActivationRegularisation(config.tar))
+    return terms
 
 
 def auxiliary_needed(terms):
