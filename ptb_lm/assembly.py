@@ -114,10 +114,11 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
     fast = config.engine == "fast"
     # A row-sparse embedding gradient needs no all-reduce and no tying: one context, one worker, untied.
     # A row-sparse, lazily updated embedding is the same math for plain SGD without weight decay only.
+    # Embedding dropout masks the whole table before the lookup, so its gradient reaches every row.
     sparse = fast and levers.flat_update and levers.sparse_embedding and kv is None and not config.tied and \
-        lazy_update_is_exact(config)
+        lazy_update_is_exact(config) and not config.dropout_embedding
     check_fits(config, len(corpus.dictionary), available_bytes())
-    kernel_use = kernels_for_run(ctxs, fast, levers.kernels, masks=family_of(config.mode).keyed_dropout)
+    kernel_use = kernels_for_run(ctxs, fast, levers.kernels, masks=family_of(config.mode).keyed_dropout(config))
     model = build_model(config, len(corpus.dictionary), sparse_grad=sparse, kernels=kernel_use.active,
                         keyed_dropout=kernel_use.masks)
     loss_terms = loss_terms_for(config) if loss_terms is None else list(loss_terms)

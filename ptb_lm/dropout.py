@@ -24,9 +24,20 @@ from .runtime import import_mxnet
 
 mx = import_mxnet()
 from mxnet import autograd, gluon  # noqa: E402
+from mxnet.gluon import nn  # noqa: E402
 
 KEY_WORDS = 4
 KEY_DTYPE = "int32"
+
+
+def dropout(F, x, key, rate, axes=(), site=0):
+    """``x`` with dropout at ``rate``, the mask shared along ``axes``: by ptb_lm's kernel under ``key``, or by
+    MXNet's Dropout when ``key`` is None."""
+    if rate == 0:
+        return F.identity(x)
+    if key is None:
+        return F.Dropout(x, p=rate, axes=tuple(axes), cudnn_off=False)
+    return F.ptb_dropout(x, key, p=rate, axes=str(tuple(axes)), site=site)
 
 
 class Dropout(gluon.HybridBlock):
@@ -41,14 +52,25 @@ class Dropout(gluon.HybridBlock):
         self._rate, self._axes, self._site = rate, tuple(axes), site
 
     def hybrid_forward(self, F, x, key=None):
-        if self._rate == 0:
-            return F.identity(x)
-        if key is None:
-            return F.Dropout(x, p=self._rate, axes=self._axes, cudnn_off=False)
-        return F.ptb_dropout(x, key, p=self._rate, axes=str(self._axes), site=self._site)
+        return dropout(F, x, key, self._rate, self._axes, self._site)
 
     def __repr__(self):
         return "%s(p = %s, axes=%s, site=%d)" % (self.__class__.__name__, self._rate, self._axes, self._site)
+
+
+class DroppedEmbedding(nn.Embedding):
+    """``nn.Embedding`` whose weight loses whole rows at each training pass, the rest scaled by 1 / (1 - rate):
+    AWD-LSTM's embedding dropout (its embed_regularize.py), every occurrence of a dropped word in the batch
+    reading zeros. Call it as ``embedding(ids, key)``; ``rate`` 0 is ``nn.Embedding``."""
+
+    def __init__(self, input_dim, output_dim, rate, site=0, **kwargs):
+        super(DroppedEmbedding, self).__init__(input_dim, output_dim, **kwargs)
+        self._rate, self._site = rate, site
+
+    def hybrid_forward(self, F, x, key=None, weight=None):
+        if self._rate:
+            weight = dropout(F, weight, key, self._rate, axes=(1,), site=self._site)  # a mask of (V, 1): rows
+        return F.Embedding(x, weight, name="fwd", **self._kwargs)
 
 
 class Sites(object):

@@ -4,6 +4,12 @@
       -> Embedding -> Dropout -> RNN x num_layers (dropout between layers) -> Dropout
       -> reshape to (num_steps * batch_size, hidden_dim) -> Dense -> logits (num_steps * batch_size, vocab_size)
 
+AWD-LSTM's dropouts, each off unless given (ptb_lm.dropout; their masks are ptb_lm's generator's where the
+kernels load, in both engines, else MXNet's):
+
+    Embedding, whole rows dropped (dropout_embedding) -> locked dropout, one (1, N, C) mask (dropout_input)
+      -> RNN ... -> locked dropout (dropout_output) -> Dense
+
 Layouts are time-major (TNC), as the chapter's. Left un-hybridized, the block runs
 op by op exactly as the chapter's ``gluon.Block`` did; ``hybridize()`` compiles the
 same graph once (the fast engine).
@@ -11,6 +17,7 @@ same graph once (the fast engine).
 
 import warnings
 
+from .dropout import DroppedEmbedding, Dropout, DropoutKeys, Sites
 from .families import family_of
 from .families.auxiliary import AuxiliaryOutputs
 from .families.rnn import RNNFamily
@@ -41,6 +48,14 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     sparse_grad : bool
         The embedding's gradient is row-sparse (only the rows of the batch's
         words); the fast engine's lazy update then touches only those rows.
+    dropout_input, dropout_output : float
+        Locked dropout (one mask per sequence, shared over time) on the embeddings and on the last RNN
+        layer's outputs, where ``dropout`` would draw one per element (give ``dropout`` 0 with them).
+    dropout_embedding : float
+        Whole rows of the embedding (words) dropped at each training pass.
+    keyed_dropout : bool
+        The three above draw their masks by ptb_lm's kernel (loaded: ptb_lm.kernels); the chapter's
+        ``dropout`` stays MXNet's.
 
     Call ``model(inputs, state)`` with ``inputs`` of shape ``(num_steps, batch_size)``
     and ``state`` from :meth:`begin_state`; it returns ``(logits, state)`` with
@@ -55,7 +70,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     auxiliary = ("hidden", "hidden_dropped")
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
-                 init_scale=None, sparse_grad=False, **kwargs):
+                 init_scale=None, sparse_grad=False, dropout_input=0.0, dropout_output=0.0, dropout_embedding=0.0,
+                 keyed_dropout=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         family_of(mode)  # an unknown mode is refused in the one wording
         if mode not in RNNFamily.modes:
@@ -68,10 +84,20 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameter vector (use_packed_rnn_params)
         self._rnn_weight_transform = None  # transform_rnn_weights
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
+        self._dropout_keys = DropoutKeys(keyed_dropout and any((dropout_input, dropout_output, dropout_embedding)))
+        sites = Sites()
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
-            self.encoder = nn.Embedding(vocab_size, embed_dim, sparse_grad=sparse_grad,
-                                        weight_initializer=mx.init.Uniform(init_scale or 0.1))
+            # AWD-LSTM's, made only when asked for, so that the chapter's graph stays the chapter's
+            self.lock_input = Dropout(dropout_input, axes=(0,), site=sites()) if dropout_input else None
+            self.lock_output = Dropout(dropout_output, axes=(0,), site=sites()) if dropout_output else None
+            embedding_init = mx.init.Uniform(init_scale or 0.1)
+            if dropout_embedding:
+                self.encoder = DroppedEmbedding(vocab_size, embed_dim, dropout_embedding, site=sites(),
+                                                sparse_grad=sparse_grad, weight_initializer=embedding_init)
+            else:
+                self.encoder = nn.Embedding(vocab_size, embed_dim, sparse_grad=sparse_grad,
+                                            weight_initializer=embedding_init)
             layer_args = dict(hidden_size=hidden_dim, num_layers=num_layers, dropout=dropout,
                               input_size=embed_dim, i2h_weight_initializer=weight_init,
                               h2h_weight_initializer=weight_init)
@@ -125,29 +151,33 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         return logits, state
 
     def _forward_all(self, inputs, state):
+        key = self._dropout_keys.key(inputs.context)
         packed = self._packed_rnn_params.get(inputs.context)
         if packed is None and self._rnn_weight_transform is not None:
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
             packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
                                   dim=0)
+        extra = [packed, key] if key is not None else [packed] if packed is not None else []  # the inputs given
         if packed is None:
-            out = super(RNNModel, self).forward(inputs, state)
+            out = super(RNNModel, self).forward(inputs, state, *extra)
         else:
             with warnings.catch_warnings():
                 # the RNN layer's own parameters are not graph inputs on this path: their packed view is
                 warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
-                out = super(RNNModel, self).forward(inputs, state, packed)
+                out = super(RNNModel, self).forward(inputs, state, *extra)
         return out[0], out[1], list(out[2:])
 
-    def hybrid_forward(self, F, inputs, state, packed_rnn_params=None, **params):
-        emb = self.drop(self.encoder(inputs))
+    def hybrid_forward(self, F, inputs, state, packed_rnn_params=None, key=None, **params):
+        """``key``: the forward pass's dropout key for AWD-LSTM's dropouts, or None (ptb_lm.dropout)."""
+        emb = self.encoder(inputs, key) if isinstance(self.encoder, DroppedEmbedding) else self.encoder(inputs)
+        emb = self.drop(emb) if self.lock_input is None else self.lock_input(emb, key)
         if packed_rnn_params is None:
             hidden, state = self.rnn(emb, state)
         else:
             if self._rnn_weight_transform is not None:
                 packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
             hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params)
-        dropped = self.drop(hidden)
+        dropped = self.drop(hidden) if self.lock_output is None else self.lock_output(hidden, key)
         decoded = self.decoder(dropped.reshape((-1, self.hidden_dim)))
         auxiliary = {"hidden": hidden, "hidden_dropped": dropped}
         return (decoded, state) + tuple(auxiliary[name] for name in self.kept_auxiliary)

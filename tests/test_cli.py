@@ -39,6 +39,8 @@ def test_help_explains_every_flag():
     (["--dropout", "-0.5"], ["dropout"]),
     (["--ctx", "tpu:0"], ["unknown --ctx"]),
     (["--ar", "-1"], ["--ar must be 0 (off) or more"]),
+    (["--dropout-input", "0.5"], ["--dropout-input draws one mask per sequence", "--dropout 0"]),
+    (["--dropout", "0", "--dropout-embedding", "1"], ["--dropout-embedding must be in [0, 1)"]),
     (["--tar", "inf"], ["--tar must be 0 (off) or more"]),
     (["--mode", "transformer", "--ar", "2"], ["--ar reads an RNN's last outputs"]),
 ])

@@ -1,5 +1,8 @@
-"""ptb_lm.regularisers' terms against numpy: AR and TAR, value and gradient, on outputs with the shapes the
-configs give; the config's wiring (the flags' one-line errors are in test_cli.py)."""
+"""AWD-LSTM's regularisers against numpy: AR and TAR (ptb_lm.regularisers), value and gradient, on outputs with
+the shapes the configs give; locked and embedding dropout (ptb_lm.dropout) with numpy's Philox masks; the config's
+wiring (the flags' one-line errors are in test_cli.py)."""
+import os
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -9,6 +12,9 @@ from ptb_lm import TrainConfig
 from ptb_lm.errors import ConfigError
 from ptb_lm.regularisers import auxiliary_needed, loss_terms_for
 from ptb_lm.regularisers.activation import ActivationRegularisation, TemporalActivationRegularisation
+
+from helpers import needs_kernels
+from philox_reference import expected_mask
 
 
 def term_and_gradient(term, name, array):
@@ -62,3 +68,115 @@ def test_a_transformer_takes_tar():
     assert loss_terms_for(TrainConfig(mode="transformer", tar=1.0))[0].needs == ("hidden",)
     with pytest.raises(ConfigError):
         TrainConfig(mode="transformer", ar=1.0)
+
+
+def drawn_key(seed):
+    """The key a model's first training pass under ``mx.random.seed(seed)`` draws (ptb_lm.dropout.DropoutKeys)."""
+    mx.random.seed(seed)
+    return mx.nd.random.randint(1, 2 ** 31 - 1, shape=(4,), dtype="int32").asnumpy().astype(np.int64).tolist()
+
+
+def awd_model(**dropouts):
+    from ptb_lm.model import RNNModel
+
+    model = RNNModel("lstm", 30, 8, 8, 2, dropout=0.0, keyed_dropout=True, **dropouts)
+    model.initialize_parameters(mx.cpu())
+    model.keep_auxiliary(["hidden", "hidden_dropped"])
+    return model
+
+
+WINDOW = np.arange(5 * 4).reshape(5, 4) * 7 % 30  # (T, N) = (5, 4) word ids
+
+
+def training_pass(model, seed, hybridized=True):
+    """One recorded pass over WINDOW from a zero state under ``mx.random.seed(seed)``, its logits backpropagated:
+    ``(key it drew, data, state, logits, auxiliary outputs)``."""
+    if hybridized:
+        model.hybridize(static_alloc=True, static_shape=True)
+    data = mx.nd.array(WINDOW, dtype="int32")
+    state = model.begin_state(func=mx.nd.zeros, batch_size=4)
+    key = drawn_key(seed)
+    mx.random.seed(seed)
+    with autograd.record():
+        logits, _, auxiliary = model.with_auxiliary(data, state)
+    logits.backward()
+    return key, data, state, logits, auxiliary
+
+
+@needs_kernels
+@pytest.mark.parametrize("hybridized", [False, True], ids=["imperative", "hybridized"])
+def test_locked_dropout_is_one_mask_per_sequence_as_numpy_draws_it(loaded, hybridized):
+    """The outputs' dropout (1, N, H) and the embeddings' (1, N, E), each the numpy Philox mask of its site under
+    the pass's key; the RNN reads the dropped embeddings (Gluon's own RNN layer is the oracle of the rest)."""
+    model = awd_model(dropout_input=0.4, dropout_output=0.3)
+    key, data, state, logits, auxiliary = training_pass(model, 9, hybridized)
+    hidden, dropped = auxiliary["hidden"].asnumpy(), auxiliary["hidden_dropped"].asnumpy()
+    output_mask = expected_mask((5, 4, 8), (0,), key, model.lock_output._site, 0.3)
+    assert output_mask.shape == (1, 4, 8) and 0 < (output_mask == 0).mean() < 1
+    np.testing.assert_array_equal(dropped, hidden * output_mask)
+    input_mask = expected_mask((5, 4, 8), (0,), key, model.lock_input._site, 0.4)
+    embedded = model.encoder.weight.data().asnumpy()[WINDOW] * input_mask
+    theirs, _ = model.rnn(mx.nd.array(embedded), state)
+    np.testing.assert_allclose(hidden, theirs.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@needs_kernels
+def test_embedding_dropout_drops_whole_words_in_value_and_gradient(loaded):
+    """Every occurrence of a dropped word reads zeros and sends its row no gradient; kept rows are scaled by
+    1 / (1 - p), forward and backward: numpy's mask of (V, 1), and Gluon's Embedding on the masked table."""
+    model = awd_model(dropout_embedding=0.5)
+    key, data, state, logits, _ = training_pass(model, 4)
+    row_mask = expected_mask((30, 8), (1,), key, model.encoder._site, 0.5)  # (V, 1)
+    assert row_mask.shape == (30, 1) and 0 < (row_mask[np.unique(WINDOW)] == 0).mean() < 1
+    weight = model.encoder.weight.data().asnumpy()
+    masked = mx.nd.array(weight * row_mask)
+    masked.attach_grad()
+    with autograd.record():
+        emb = mx.nd.Embedding(data, masked, input_dim=30, output_dim=8)
+        hidden, _ = model.rnn(emb, state)
+        theirs = model.decoder(hidden.reshape((-1, 8)))
+    theirs.backward()
+    np.testing.assert_allclose(logits.asnumpy(), theirs.asnumpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.encoder.weight.grad().asnumpy(), masked.grad.asnumpy() * row_mask,
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("switch", ["kernels", "mxnet"])
+def test_locked_dropout_shares_its_mask_over_time_with_either_generator(switch):
+    """With the kernel's masks or MXNet's (no key: PTB_LM_KERNELS=0), one mask per sequence; evaluation none."""
+    model = awd_model(dropout_output=0.5)
+    if switch == "mxnet":
+        model._dropout_keys.kernel = False
+    elif os.environ.get("PTB_LM_KERNELS", "").strip() == "0":
+        pytest.skip("PTB_LM_KERNELS=0")
+    data = mx.nd.array(WINDOW, dtype="int32")
+    state = model.begin_state(func=mx.nd.zeros, batch_size=4)
+    with autograd.record():
+        _, _, auxiliary = model.with_auxiliary(data, state)
+    ratio = auxiliary["hidden_dropped"].asnumpy() / auxiliary["hidden"].asnumpy()
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:1], ratio.shape), rtol=1e-5)
+    assert set(np.round(np.unique(ratio), 4)) == {0.0, 2.0}
+    _, _, auxiliary = model.with_auxiliary(data, state)  # not training
+    np.testing.assert_array_equal(auxiliary["hidden_dropped"].asnumpy(), auxiliary["hidden"].asnumpy())
+
+
+AWD_TINY = dict(mode="lstm", dropout=0.0, dropout_input=0.3, dropout_output=0.4, dropout_embedding=0.1, ar=1.0,
+                tar=0.5, seed=6)
+
+
+def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tiny_corpus, tmp_path):
+    """The engines draw the same masks (ptb_lm's where the kernels load, MXNet's under PTB_LM_KERNELS=0 in
+    both); a run stopped after an epoch ends where an uninterrupted one does."""
+    from ptb_lm import fit
+
+    from helpers import tiny_config
+
+    config = tiny_config(tiny_corpus, **AWD_TINY)
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    fast = fit(config.replace(save_dir=whole), quiet=True)
+    imperative = fit(config.replace(engine="imperative"), quiet=True)
+    assert fast.series("val_loss") == pytest.approx(imperative.series("val_loss"), rel=1e-4)
+    fit(config.replace(epochs=1, save_dir=parts), quiet=True)
+    fit(config.replace(save_dir=parts), resume=parts, quiet=True)
+    a, b = (open(os.path.join(folder, "last", "model.params"), "rb").read() for folder in (whole, parts))
+    assert a == b

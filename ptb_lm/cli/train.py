@@ -36,6 +36,11 @@ _TRAIN_FLAGS = [
     ("--hidden-dim", int, "hidden state size of each RNN layer"),
     ("--num-layers", int, "number of stacked RNN layers"),
     ("--dropout", float, "dropout rate on embeddings, between layers and on outputs, in [0, 1)"),
+    ("--dropout-input", float, "AWD-LSTM's locked dropout on the embeddings: one mask per sequence, shared over "
+                               "time, instead of --dropout's there (give --dropout 0); in [0, 1)"),
+    ("--dropout-output", float, "the same on the last RNN layer's outputs (AWD's --dropout)"),
+    ("--dropout-embedding", float, "AWD-LSTM's embedding dropout: whole words (rows of the embedding) dropped at "
+                                   "each batch, in [0, 1)"),
     ("--ar", float, "AWD-LSTM's activation regularisation: ALPHA x the mean square of the last layer's outputs "
                     "after dropout, per token (AWD's PTB value: 2; default 0, off)"),
     ("--tar", float, "AWD-LSTM's temporal activation regularisation: BETA x the mean square of those outputs' "

@@ -36,14 +36,16 @@ class ModelFamily(abc.ABC):
     carries_state = True
     #: whether MXNet's own ONNX exporter can convert its graph (else only ptb_lm's writer is tried)
     mxnet_exports = True
-    #: whether its dropout masks are drawn by ptb_lm's generator where the kernels load (ptb_lm.dropout), in
-    #: both engines; its block's ``build`` then takes ``keyed_dropout``
-    keyed_dropout = False
 
     @abc.abstractmethod
     def state_names(self, mode):
         """The names of the state arrays in the ONNX interface, in ``begin_state``'s order ([] for none); each is
         ``(num_layers, batch, hidden)``, and the graph's outputs carry them on as ``hn``, ``cn``..."""
+
+    def keyed_dropout(self, config):
+        """Whether a model of ``config`` has dropouts whose masks ptb_lm's generator draws where the kernels load
+        (:mod:`ptb_lm.dropout`), in both engines, so that they agree; ``build`` then gets ``keyed_dropout``."""
+        return False
 
     def check(self, config):
         """Raise ConfigError, naming the setting, for settings this family cannot take (the config calls it)."""
@@ -52,7 +54,7 @@ class ModelFamily(abc.ABC):
     def build(self, config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
         """The model block ``config`` describes, not yet initialised; ``kernels``: it may use ptb_lm's own CPU
         operators (:mod:`ptb_lm.kernels`, loaded), for the same math; ``keyed_dropout``: its dropout masks are
-        drawn by ptb_lm's kernel (:mod:`ptb_lm.dropout`; a family with :attr:`keyed_dropout` only)."""
+        drawn by ptb_lm's kernel (:mod:`ptb_lm.dropout`; where :meth:`keyed_dropout` says so only)."""
 
     @abc.abstractmethod
     def layer_sizes(self, config):

@@ -8,7 +8,11 @@
 import numpy as np
 
 from . import ModelFamily
+from ..errors import ConfigError, arg
 from .graph import finish, interface, onnx
+
+# AWD-LSTM's dropouts (Merity et al. 2017), which the chapter does not have; each off at 0
+AWD_DROPOUTS = ("dropout_input", "dropout_output", "dropout_embedding")
 
 # Gate blocks a layer's weights stack, per cell
 GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
@@ -27,19 +31,29 @@ class RNNFamily(ModelFamily):
     modes = tuple(GATES)
     carries_state = True
     mxnet_exports = True  # at 1 or 2 layers; the export checks it and writes its own graph otherwise
-    # The chapter's masks, drawn by MXNet's generator under the chapter's seed, are part of the chapter's math
-    # that the per-batch match with its code measures; and its two dropouts a batch cost little.
-    keyed_dropout = False
 
     def state_names(self, mode):
         return ["h0", "c0"] if mode == "lstm" else ["h0"]
+
+    def keyed_dropout(self, config):
+        # AWD-LSTM's dropouts only: the chapter's masks (--dropout), drawn by MXNet's generator under the
+        # chapter's seed, are part of the chapter's math that the per-batch match with its code measures
+        return any(getattr(config, name) for name in AWD_DROPOUTS)
+
+    def check(self, config):
+        locked = [name for name in AWD_DROPOUTS if name != "dropout_embedding" and getattr(config, name)]
+        if locked and config.dropout:
+            raise ConfigError("%s draws one mask per sequence where --dropout draws one per element, at the same "
+                              "place: give --dropout 0 with it" % arg(locked[0]), setting=locked[0])
 
     def build(self, config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
         # its products are oneDNN's already
         from ..model import RNNModel
 
         return RNNModel(config.mode, vocab_size, config.embed_dim, config.hidden_dim, config.num_layers,
-                        config.dropout, tied=config.tied, init_scale=config.init_scale, sparse_grad=sparse_grad)
+                        config.dropout, tied=config.tied, init_scale=config.init_scale, sparse_grad=sparse_grad,
+                        dropout_input=config.dropout_input, dropout_output=config.dropout_output,
+                        dropout_embedding=config.dropout_embedding, keyed_dropout=keyed_dropout)
 
     def layer_sizes(self, config):
         hidden, gates, sizes = config.hidden_dim, GATES[config.mode], {}

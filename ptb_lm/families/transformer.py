@@ -29,10 +29,12 @@ class TransformerFamily(ModelFamily):
     modes = ("transformer",)
     carries_state = False
     mxnet_exports = False
-    keyed_dropout = True  # 1 + 4 per layer dropouts a pass, whose masks MXNet draws one element at a time
 
     def state_names(self, mode):
         return []
+
+    def keyed_dropout(self, config):
+        return config.dropout > 0  # 1 + 4 per layer dropouts a pass, whose masks MXNet draws one element at a time
 
     def check(self, config):
         if config.embed_dim != config.hidden_dim:
