@@ -43,6 +43,7 @@ class TrainConfig:
     dropout_input: float = 0.0  # AWD-LSTM: locked dropout (one mask per sequence) on the embeddings, for --dropout's
     dropout_output: float = 0.0  # ... and on the last RNN layer's outputs, for --dropout's there
     dropout_embedding: float = 0.0  # AWD-LSTM: whole words dropped from the embedding (its rows)
+    weight_drop: float = 0.0  # AWD-LSTM: DropConnect on each RNN layer's hidden-to-hidden weights, a mask per batch
     ar: float = 0.0  # AWD-LSTM's AR: this x the mean square of the last layer's outputs after dropout, per token
     tar: float = 0.0  # AWD-LSTM's TAR: this x the mean square of their change over one step (before dropout)
     # --- optimisation ----------------------------------------------------
@@ -127,7 +128,7 @@ class TrainConfig:
         _check_range("lr", self.lr, self.lr >= 0, "must be 0 or more")
         _check_range("clipping_norm", self.clipping_norm, self.clipping_norm > 0, "must be above 0")
         _check_range("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
-        for name in ("dropout_input", "dropout_output", "dropout_embedding"):
+        for name in ("dropout_input", "dropout_output", "dropout_embedding", "weight_drop"):
             value = getattr(self, name)
             _check_range(name, value, _is_number(value) and 0 <= value < 1, "must be in [0, 1)")
         for name in ("ar", "tar"):

@@ -73,6 +73,34 @@ class DroppedEmbedding(nn.Embedding):
         return F.Embedding(x, weight, name="fwd", **self._kwargs)
 
 
+class WeightDrop(object):
+    """DropConnect on the hidden-to-hidden weights in the RNN kernel's packed parameter vector (AWD-LSTM's weight
+    drop, its weight_drop.py): one mask per element, drawn afresh at each training pass, the kept weights scaled
+    by 1 / (1 - rate), the same mask for every time step of the pass. ``segments``: ``(start, end, is_h2h)`` of
+    the vector's pieces in order; call ``drop(F, packed, key)`` inside the graph (``RNNModel`` does)."""
+
+    def __init__(self, rate, segments, sites):
+        self.rate = rate
+        self._pieces = []  # (start, end, site or None), neighbouring pieces that keep their weights merged
+        for start, end, is_h2h in segments:
+            if not is_h2h and self._pieces and self._pieces[-1][2] is None:
+                self._pieces[-1] = (self._pieces[-1][0], end, None)
+            else:
+                self._pieces.append((start, end, sites() if is_h2h else None))
+
+    @property
+    def sites(self):
+        """The site of each hidden-to-hidden weight, layer by layer."""
+        return [site for _, _, site in self._pieces if site is not None]
+
+    def __call__(self, F, packed, key):
+        pieces = []
+        for start, end, site in self._pieces:
+            piece = F.slice(packed, begin=(start,), end=(end,))
+            pieces.append(piece if site is None else dropout(F, piece, key, self.rate, site=site))
+        return F.concat(*pieces, dim=0)
+
+
 class Sites(object):
     """Hands out the site numbers of one model's dropouts, in the order they are made."""
 

@@ -17,7 +17,9 @@ same graph once (the fast engine).
 
 import warnings
 
-from .dropout import DroppedEmbedding, Dropout, DropoutKeys, Sites
+import numpy as np
+
+from .dropout import DroppedEmbedding, Dropout, DropoutKeys, Sites, WeightDrop
 from .families import family_of
 from .families.auxiliary import AuxiliaryOutputs
 from .families.rnn import RNNFamily
@@ -53,8 +55,11 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         layer's outputs, where ``dropout`` would draw one per element (give ``dropout`` 0 with them).
     dropout_embedding : float
         Whole rows of the embedding (words) dropped at each training pass.
+    weight_drop : float
+        DropConnect on each layer's hidden-to-hidden weights, a new mask every pass (AWD-LSTM's weight drop),
+        applied to the RNN kernel's packed parameters in both engines (:class:`ptb_lm.dropout.WeightDrop`).
     keyed_dropout : bool
-        The three above draw their masks by ptb_lm's kernel (loaded: ptb_lm.kernels); the chapter's
+        The four above draw their masks by ptb_lm's kernel (loaded: ptb_lm.kernels); the chapter's
         ``dropout`` stays MXNet's.
 
     Call ``model(inputs, state)`` with ``inputs`` of shape ``(num_steps, batch_size)``
@@ -71,7 +76,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
                  init_scale=None, sparse_grad=False, dropout_input=0.0, dropout_output=0.0, dropout_embedding=0.0,
-                 keyed_dropout=False, **kwargs):
+                 weight_drop=0.0, keyed_dropout=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         family_of(mode)  # an unknown mode is refused in the one wording
         if mode not in RNNFamily.modes:
@@ -84,7 +89,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameter vector (use_packed_rnn_params)
         self._rnn_weight_transform = None  # transform_rnn_weights
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
-        self._dropout_keys = DropoutKeys(keyed_dropout and any((dropout_input, dropout_output, dropout_embedding)))
+        self._dropout_keys = DropoutKeys(keyed_dropout and any((dropout_input, dropout_output, dropout_embedding,
+                                                                weight_drop)))
         sites = Sites()
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
@@ -114,6 +120,17 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, params=self.encoder.params)
             else:
                 self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, weight_initializer=weight_init)
+
+        self._weight_drop = WeightDrop(weight_drop, self._packed_segments(), sites) if weight_drop else None
+
+    def _packed_segments(self):
+        """``(start, end, is_h2h)`` of each parameter in the RNN kernel's packed vector."""
+        segments, start = [], 0
+        for param in self.rnn_params_in_kernel_order():
+            size = int(np.prod(param.shape))
+            segments.append((start, start + size, param.name.endswith("h2h_weight")))
+            start += size
+        return segments
 
     def rnn_params_in_kernel_order(self):
         """The RNN's parameters in the order of MXNet's fused RNN kernel's one parameter vector:
@@ -153,7 +170,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     def _forward_all(self, inputs, state):
         key = self._dropout_keys.key(inputs.context)
         packed = self._packed_rnn_params.get(inputs.context)
-        if packed is None and self._rnn_weight_transform is not None:
+        if packed is None and (self._rnn_weight_transform is not None or self._weight_drop is not None):
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
             packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
                                   dim=0)
@@ -174,6 +191,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         if packed_rnn_params is None:
             hidden, state = self.rnn(emb, state)
         else:
+            if self._weight_drop is not None:
+                packed_rnn_params = self._weight_drop(F, packed_rnn_params, key)
             if self._rnn_weight_transform is not None:
                 packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
             hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params)

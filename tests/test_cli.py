@@ -41,6 +41,7 @@ def test_help_explains_every_flag():
     (["--ar", "-1"], ["--ar must be 0 (off) or more"]),
     (["--dropout-input", "0.5"], ["--dropout-input draws one mask per sequence", "--dropout 0"]),
     (["--dropout", "0", "--dropout-embedding", "1"], ["--dropout-embedding must be in [0, 1)"]),
+    (["--mode", "transformer", "--weight-drop", "0.5"], ["--weight-drop is AWD-LSTM's, for an RNN mode"]),
     (["--tar", "inf"], ["--tar must be 0 (off) or more"]),
     (["--mode", "transformer", "--ar", "2"], ["--ar reads an RNN's last outputs"]),
 ])

@@ -160,8 +160,8 @@ def test_locked_dropout_shares_its_mask_over_time_with_either_generator(switch):
     np.testing.assert_array_equal(auxiliary["hidden_dropped"].asnumpy(), auxiliary["hidden"].asnumpy())
 
 
-AWD_TINY = dict(mode="lstm", dropout=0.0, dropout_input=0.3, dropout_output=0.4, dropout_embedding=0.1, ar=1.0,
-                tar=0.5, seed=6)
+AWD_TINY = dict(mode="lstm", dropout=0.0, dropout_input=0.3, dropout_output=0.4, dropout_embedding=0.1,
+                weight_drop=0.3, ar=1.0, tar=0.5, seed=6)
 
 
 def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tiny_corpus, tmp_path):
@@ -180,3 +180,28 @@ def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tin
     fit(config.replace(save_dir=parts), resume=parts, quiet=True)
     a, b = (open(os.path.join(folder, "last", "model.params"), "rb").read() for folder in (whole, parts))
     assert a == b
+
+
+@needs_kernels
+@pytest.mark.parametrize("engine", ["fast", "imperative"])
+def test_weight_drop_masks_the_hidden_to_hidden_weights_as_numpy_draws_them(loaded, tiny_corpus, engine):
+    """On the fast engine the mask reaches the RNN kernel through the flat buffer's packed view; the oracle is
+    Gluon's own RNN layer holding the weights numpy masked."""
+    from ptb_lm.assembly import assemble
+    from ptb_lm.data import Corpus
+
+    from helpers import tiny_config
+
+    config = tiny_config(tiny_corpus, mode="lstm", engine=engine, dropout=0.0, weight_drop=0.5, seed=3)
+    model = assemble(config, Corpus(tiny_corpus)).model
+    assert bool(model._packed_rnn_params) == (engine == "fast")  # the flat buffer feeds the kernel
+    model.keep_auxiliary(["hidden"])
+    key, data, state, _, auxiliary = training_pass(model, 5, hybridized=False)
+    h2h = [p for p in model.rnn_params_in_kernel_order() if p.name.endswith("h2h_weight")]
+    assert len(h2h) == len(model._weight_drop.sites) == 2
+    for param, site in zip(h2h, model._weight_drop.sites):
+        mask = expected_mask((param.data().size,), (), key, site, 0.5).reshape(param.shape)
+        assert 0 < (mask == 0).mean() < 1
+        param.set_data(param.data() * mx.nd.array(mask))
+    theirs, _ = model.rnn(model.encoder(data), state)
+    np.testing.assert_allclose(auxiliary["hidden"].asnumpy(), theirs.asnumpy(), rtol=1e-5, atol=1e-6)

@@ -41,6 +41,8 @@ _TRAIN_FLAGS = [
     ("--dropout-output", float, "the same on the last RNN layer's outputs (AWD's --dropout)"),
     ("--dropout-embedding", float, "AWD-LSTM's embedding dropout: whole words (rows of the embedding) dropped at "
                                    "each batch, in [0, 1)"),
+    ("--weight-drop", float, "AWD-LSTM's weight drop: DropConnect on each RNN layer's hidden-to-hidden weights, a "
+                             "new mask every batch, in [0, 1)"),
     ("--ar", float, "AWD-LSTM's activation regularisation: ALPHA x the mean square of the last layer's outputs "
                     "after dropout, per token (AWD's PTB value: 2; default 0, off)"),
     ("--tar", float, "AWD-LSTM's temporal activation regularisation: BETA x the mean square of those outputs' "

@@ -9,9 +9,10 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, arg
 from . import ModelFamily
 from .graph import finish, interface, onnx
+from .rnn import AWD_DROPOUTS
 
 
 def check_model_size(d_model, heads):
@@ -43,6 +44,10 @@ class TransformerFamily(ModelFamily):
                                                                                     config.hidden_dim),
                               setting="hidden_dim")
         check_model_size(config.hidden_dim, config.heads)
+        for name in AWD_DROPOUTS:
+            if getattr(config, name):
+                raise ConfigError("%s is AWD-LSTM's, for an RNN mode; a transformer takes --dropout" % arg(name),
+                                  setting=name)
         if config.ar:
             raise ConfigError("ar reads an RNN's last outputs after its output dropout, which a transformer does "
                               "not have: use an RNN mode, or --ar 0 (--tar reads what its decoder reads)",
