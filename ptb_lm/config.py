@@ -41,6 +41,7 @@ class TrainConfig:
     ffn_dim: Optional[int] = None  # transformer: the feed-forward size; None: the model size, as the example's nhid
     # --- regularisers (ptb_lm.regularisers, ptb_lm.dropout); off in the chapter
     dropout_input: float = 0.0  # AWD-LSTM: locked dropout (one mask per sequence) on the embeddings, for --dropout's
+    dropout_hidden: float = 0.0  # ... between the RNN layers, for --dropout's there
     dropout_output: float = 0.0  # ... and on the last RNN layer's outputs, for --dropout's there
     dropout_embedding: float = 0.0  # AWD-LSTM: whole words dropped from the embedding (its rows)
     weight_drop: float = 0.0  # AWD-LSTM: DropConnect on each RNN layer's hidden-to-hidden weights, a mask per batch
@@ -128,7 +129,7 @@ class TrainConfig:
         _check_range("lr", self.lr, self.lr >= 0, "must be 0 or more")
         _check_range("clipping_norm", self.clipping_norm, self.clipping_norm > 0, "must be above 0")
         _check_range("dropout", self.dropout, 0 <= self.dropout < 1, "must be in [0, 1)")
-        for name in ("dropout_input", "dropout_output", "dropout_embedding", "weight_drop"):
+        for name in ("dropout_input", "dropout_hidden", "dropout_output", "dropout_embedding", "weight_drop"):
             value = getattr(self, name)
             _check_range(name, value, _is_number(value) and 0 <= value < 1, "must be in [0, 1)")
         for name in ("ar", "tar"):

@@ -8,7 +8,10 @@ AWD-LSTM's dropouts, each off unless given (ptb_lm.dropout; their masks are ptb_
 kernels load, in both engines, else MXNet's):
 
     Embedding, whole rows dropped (dropout_embedding) -> locked dropout, one (1, N, C) mask (dropout_input)
-      -> RNN ... -> locked dropout (dropout_output) -> Dense
+      -> RNN layer 1 -> locked dropout (dropout_hidden) -> ... -> RNN layer L   (weights: weight_drop)
+      -> locked dropout (dropout_output) -> Dense
+
+With dropout_hidden the fused RNN kernel runs once per layer, on its slice of the same packed parameters.
 
 Layouts are time-major (TNC), as the chapter's. Left un-hybridized, the block runs
 op by op exactly as the chapter's ``gluon.Block`` did; ``hybridize()`` compiles the
@@ -50,16 +53,17 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     sparse_grad : bool
         The embedding's gradient is row-sparse (only the rows of the batch's
         words); the fast engine's lazy update then touches only those rows.
-    dropout_input, dropout_output : float
-        Locked dropout (one mask per sequence, shared over time) on the embeddings and on the last RNN
-        layer's outputs, where ``dropout`` would draw one per element (give ``dropout`` 0 with them).
+    dropout_input, dropout_hidden, dropout_output : float
+        Locked dropout (one mask per sequence, shared over time) on the embeddings, between the RNN layers
+        and on the last RNN layer's outputs, where ``dropout`` would draw one per element (give ``dropout``
+        0 with them).
     dropout_embedding : float
         Whole rows of the embedding (words) dropped at each training pass.
     weight_drop : float
         DropConnect on each layer's hidden-to-hidden weights, a new mask every pass (AWD-LSTM's weight drop),
         applied to the RNN kernel's packed parameters in both engines (:class:`ptb_lm.dropout.WeightDrop`).
     keyed_dropout : bool
-        The four above draw their masks by ptb_lm's kernel (loaded: ptb_lm.kernels); the chapter's
+        The five above draw their masks by ptb_lm's kernel (loaded: ptb_lm.kernels); the chapter's
         ``dropout`` stays MXNet's.
 
     Call ``model(inputs, state)`` with ``inputs`` of shape ``(num_steps, batch_size)``
@@ -76,7 +80,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
                  init_scale=None, sparse_grad=False, dropout_input=0.0, dropout_output=0.0, dropout_embedding=0.0,
-                 weight_drop=0.0, keyed_dropout=False, **kwargs):
+                 weight_drop=0.0, dropout_hidden=0.0, keyed_dropout=False, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         family_of(mode)  # an unknown mode is refused in the one wording
         if mode not in RNNFamily.modes:
@@ -90,7 +94,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         self._rnn_weight_transform = None  # transform_rnn_weights
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
         self._dropout_keys = DropoutKeys(keyed_dropout and any((dropout_input, dropout_output, dropout_embedding,
-                                                                weight_drop)))
+                                                                weight_drop, dropout_hidden)))
         sites = Sites()
         with self.name_scope():
             self.drop = nn.Dropout(dropout)
@@ -122,6 +126,21 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, weight_initializer=weight_init)
 
         self._weight_drop = WeightDrop(weight_drop, self._packed_segments(), sites) if weight_drop else None
+        with self.name_scope():
+            self.lock_hidden = None  # between layer l and l + 1: lock_hidden[l]
+            if dropout_hidden and num_layers > 1:
+                self.lock_hidden = nn.HybridSequential()
+                for _ in range(num_layers - 1):
+                    self.lock_hidden.add(Dropout(dropout_hidden, axes=(0,), site=sites()))
+
+    def _layer_pieces(self, layer):
+        """``(start, end)`` in the packed vector of layer ``layer``'s i2h and h2h weights and biases, the order
+        a one-layer kernel call reads them in."""
+        where = {param.name: segment[:2] for param, segment in zip(self.rnn_params_in_kernel_order(),
+                                                                   self._packed_segments())}
+        names = rnn_kernel_params(self.rnn)
+        return [where[names["l%d_%s_%s" % (layer, gate, kind)].name]
+                for kind in ("weight", "bias") for gate in ("i2h", "h2h")]
 
     def _packed_segments(self):
         """``(start, end, is_h2h)`` of each parameter in the RNN kernel's packed vector."""
@@ -170,7 +189,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     def _forward_all(self, inputs, state):
         key = self._dropout_keys.key(inputs.context)
         packed = self._packed_rnn_params.get(inputs.context)
-        if packed is None and (self._rnn_weight_transform is not None or self._weight_drop is not None):
+        if packed is None and (self._rnn_weight_transform is not None or self._weight_drop is not None or
+                               self.lock_hidden is not None):
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
             packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
                                   dim=0)
@@ -195,16 +215,32 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 packed_rnn_params = self._weight_drop(F, packed_rnn_params, key)
             if self._rnn_weight_transform is not None:
                 packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
-            hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params)
+            hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params, key)
         dropped = self.drop(hidden) if self.lock_output is None else self.lock_output(hidden, key)
         decoded = self.decoder(dropped.reshape((-1, self.hidden_dim)))
         auxiliary = {"hidden": hidden, "hidden_dropped": dropped}
         return (decoded, state) + tuple(auxiliary[name] for name in self.kept_auxiliary)
 
-    def _fused_rnn(self, F, emb, state, packed):
-        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional)."""
-        out = F.RNN(emb, packed, *state, bidirectional=False, state_outputs=True, **rnn_kernel_settings(self.rnn))
-        return out[0], list(out[1:])
+    def _fused_rnn(self, F, emb, state, packed, key=None):
+        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional); with locked
+        dropout between the layers, one kernel call a layer, each on its slice of ``packed`` and of the state."""
+        settings = rnn_kernel_settings(self.rnn)
+        if self.lock_hidden is None:
+            out = F.RNN(emb, packed, *state, bidirectional=False, state_outputs=True, **settings)
+            return out[0], list(out[1:])
+        x, finals = emb, [[] for _ in state]
+        for layer in range(settings["num_layers"]):
+            if layer > 0:
+                x = self.lock_hidden[layer - 1](x, key)
+            own = F.concat(*[F.slice(packed, begin=(start,), end=(end,)) for start, end in self._layer_pieces(layer)],
+                           dim=0)
+            own_state = [F.slice_axis(s, axis=0, begin=layer, end=layer + 1) for s in state]
+            out = F.RNN(x, own, *own_state, bidirectional=False, state_outputs=True,
+                        **dict(settings, num_layers=1, p=0.0))
+            x = out[0]
+            for kept, final in zip(finals, out[1:]):
+                kept.append(final)
+        return x, [F.concat(*kept, dim=0) for kept in finals]
 
     def begin_state(self, *args, **kwargs):
         """The RNN's zero state: a list of ``(num_layers, batch_size, hidden_dim)`` arrays."""

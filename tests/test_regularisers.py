@@ -160,8 +160,8 @@ def test_locked_dropout_shares_its_mask_over_time_with_either_generator(switch):
     np.testing.assert_array_equal(auxiliary["hidden_dropped"].asnumpy(), auxiliary["hidden"].asnumpy())
 
 
-AWD_TINY = dict(mode="lstm", dropout=0.0, dropout_input=0.3, dropout_output=0.4, dropout_embedding=0.1,
-                weight_drop=0.3, ar=1.0, tar=0.5, seed=6)
+AWD_TINY = dict(mode="lstm", dropout=0.0, dropout_input=0.3, dropout_hidden=0.2, dropout_output=0.4,
+                dropout_embedding=0.1, weight_drop=0.3, ar=1.0, tar=0.5, seed=6)
 
 
 def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tiny_corpus, tmp_path):
@@ -205,3 +205,47 @@ def test_weight_drop_masks_the_hidden_to_hidden_weights_as_numpy_draws_them(load
         param.set_data(param.data() * mx.nd.array(mask))
     theirs, _ = model.rnn(model.encoder(data), state)
     np.testing.assert_allclose(auxiliary["hidden"].asnumpy(), theirs.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+def test_layer_by_layer_is_the_fused_kernels_math_when_nothing_is_dropped(mode):
+    """With locked dropout between the layers, the kernel runs once per layer on slices of the packed parameters
+    and the state: in evaluation that is the chapter's fused call on the same weights, outputs and state."""
+    from ptb_lm.model import RNNModel
+
+    ours, theirs = (RNNModel(mode, 30, 8, 8, 3, dropout=0.0, dropout_hidden=h) for h in (0.5, 0.0))
+    for model in (ours, theirs):
+        model.initialize_parameters(mx.cpu())
+    their_params = theirs._collect_params_with_prefix()
+    for name, param in ours._collect_params_with_prefix().items():
+        their_params[name].set_data(param.data())
+    data = mx.nd.array(WINDOW, dtype="int32")
+    state = [s + 0.3 for s in ours.begin_state(func=mx.nd.zeros, batch_size=4)]
+    (a, a_state), (b, b_state) = ours(data, state), theirs(data, state)
+    for x, y in zip([a] + a_state, [b] + b_state):
+        np.testing.assert_allclose(x.asnumpy(), y.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("hybridized", [False, True], ids=["imperative", "hybridized"])
+def test_locked_dropout_between_layers_is_numpys_mask_on_each_layers_outputs(loaded, hybridized):
+    """The oracle: one-layer Gluon LSTMs holding each layer's weights, numpy's (1, N, H) mask between them."""
+    from mxnet.gluon import rnn
+
+    from ptb_lm.runtime.internals import rnn_kernel_params
+
+    model = awd_model(dropout_hidden=0.5)
+    key, data, state, _, auxiliary = training_pass(model, 2, hybridized)
+    params = rnn_kernel_params(model.rnn)  # l0_i2h_weight, ..., l1_h2h_bias
+    x = model.encoder(data)
+    for layer in range(2):
+        if layer:
+            mask = expected_mask((5, 4, 8), (0,), key, model.lock_hidden[layer - 1]._site, 0.5)
+            assert mask.shape == (1, 4, 8) and 0 < (mask == 0).mean() < 1
+            x = x * mx.nd.array(mask)
+        one = rnn.LSTM(8, num_layers=1, input_size=8)
+        one.initialize()
+        for name, param in rnn_kernel_params(one).items():
+            param.set_data(params[name.replace("l0_", "l%d_" % layer)].data())
+        x, _ = one(x, [s[layer:layer + 1] for s in state])
+    np.testing.assert_allclose(auxiliary["hidden"].asnumpy(), x.asnumpy(), rtol=1e-5, atol=1e-6)

@@ -38,6 +38,7 @@ _TRAIN_FLAGS = [
     ("--dropout", float, "dropout rate on embeddings, between layers and on outputs, in [0, 1)"),
     ("--dropout-input", float, "AWD-LSTM's locked dropout on the embeddings: one mask per sequence, shared over "
                                "time, instead of --dropout's there (give --dropout 0); in [0, 1)"),
+    ("--dropout-hidden", float, "the same between the RNN layers (AWD's --dropouth)"),
     ("--dropout-output", float, "the same on the last RNN layer's outputs (AWD's --dropout)"),
     ("--dropout-embedding", float, "AWD-LSTM's embedding dropout: whole words (rows of the embedding) dropped at "
                                    "each batch, in [0, 1)"),

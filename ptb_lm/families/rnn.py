@@ -12,7 +12,7 @@ from ..errors import ConfigError, arg
 from .graph import finish, interface, onnx
 
 # AWD-LSTM's dropouts (Merity et al. 2017), which the chapter does not have; each off at 0
-AWD_DROPOUTS = ("dropout_input", "dropout_output", "dropout_embedding", "weight_drop")
+AWD_DROPOUTS = ("dropout_input", "dropout_hidden", "dropout_output", "dropout_embedding", "weight_drop")
 
 # Gate blocks a layer's weights stack, per cell
 GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
@@ -41,7 +41,7 @@ class RNNFamily(ModelFamily):
         return any(getattr(config, name) for name in AWD_DROPOUTS)
 
     def check(self, config):
-        locked = [name for name in ("dropout_input", "dropout_output") if getattr(config, name)]
+        locked = [name for name in ("dropout_input", "dropout_hidden", "dropout_output") if getattr(config, name)]
         if locked and config.dropout:
             raise ConfigError("%s draws one mask per sequence where --dropout draws one per element, at the same "
                               "place: give --dropout 0 with it" % arg(locked[0]), setting=locked[0])
@@ -54,6 +54,7 @@ class RNNFamily(ModelFamily):
                         config.dropout, tied=config.tied, init_scale=config.init_scale, sparse_grad=sparse_grad,
                         dropout_input=config.dropout_input, dropout_output=config.dropout_output,
                         dropout_embedding=config.dropout_embedding, weight_drop=config.weight_drop,
+                        dropout_hidden=config.dropout_hidden,
                         keyed_dropout=keyed_dropout)
 
     def layer_sizes(self, config):
