@@ -65,6 +65,69 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
         if family_of(config.mode).carries_state:
             raise ConfigError("context goes with a transformer: an RNN carries all it has read in its state",
                               setting="context")
+    lines, source, data = _lines_to_score(checkpoint, split, text, data)
+    ctx = ctx or mx.cpu()
+    model = checkpoint.build_model(ctx)
+    loss, tokens, unknown, scored = text_loss(model, checkpoint.dictionary, lines, batch_size, num_steps, ctx,
+                                              context)
+    return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
+            "batch_size": batch_size, "num_steps": num_steps, "source": source,
+            "data": None if text is not None else data, "checkpoint": checkpoint.folder,
+            "context": context, "carries_state": model.carries_state}
+
+
+def score_with_cache(path, window, theta=None, lam=None, search=False, split="test", text=None, batch_size=1,
+                     num_steps=None, data=None, ctx=None):
+    """Perplexity of the checkpoint at ``path`` with the continuous cache (:mod:`ptb_lm.cache`) and without it, on
+    a split or the file ``text``, at ``batch_size`` (1 by default: one stream, one cache, as published).
+
+    ``search``: first choose theta and lambda on the validation split of the run's data (never the test split),
+    from :data:`ptb_lm.cache.THETAS` x :data:`~ptb_lm.cache.LAMBDAS`, then score with them. Returns the dict
+    of :func:`score_checkpoint` (its ``loss`` and ``ppl`` with the cache) plus ``loss_without``,
+    ``ppl_without``, ``settings`` (the CacheSettings used) and ``search`` (the validation figures, or None).
+    """
+    from .cache import LAMBDAS, THETAS, CacheSettings, best_settings, cache_losses
+
+    if search:
+        if theta is not None or lam is not None:
+            raise ConfigError("cache_search chooses theta and lambda itself: leave out --cache-theta and "
+                              "--cache-lambda", setting="cache_search")
+        CacheSettings(window, 0.0, 0.0)  # the window checked before any pass
+    else:
+        if theta is None or lam is None:
+            raise ConfigError("the cache needs --cache-theta and --cache-lambda (or --cache-search to choose them "
+                              "on the validation split)", setting="cache_theta" if theta is None else "cache_lambda")
+        settings = CacheSettings(window, theta, lam)
+    checkpoint = Checkpoint(path)
+    num_steps = checkpoint.config.num_steps if num_steps is None else num_steps
+    check_whole_number("batch_size", batch_size)
+    check_whole_number("num_steps", num_steps)
+    ctx = ctx or mx.cpu()
+    model = checkpoint.build_model(ctx)
+
+    def losses(lines, thetas, lambdas):
+        source, tokens, unknown = text_perplexity_inputs(lines, checkpoint.dictionary, batch_size, ctx)
+        grid, without = cache_losses(model, source, num_steps, window, thetas, lambdas)
+        return grid, without, tokens, unknown, (source.shape[0] - 1) * batch_size
+
+    searched = None
+    if search:
+        valid_lines, _, _ = _lines_to_score(checkpoint, "valid", None, data)
+        grid, without = losses(valid_lines, THETAS, LAMBDAS)[:2]
+        settings = best_settings(grid, window)
+        searched = {"loss": float(grid.min()), "ppl": perplexity(float(grid.min())), "loss_without": without,
+                    "ppl_without": perplexity(without), "grid": grid.tolist()}
+    lines, source, data = _lines_to_score(checkpoint, split, text, data)
+    grid, without, tokens, unknown, scored = losses(lines, [settings.theta], [settings.lam])
+    loss = float(grid[0, 0])
+    return {"loss": loss, "ppl": perplexity(loss), "loss_without": without, "ppl_without": perplexity(without),
+            "tokens": tokens, "scored": scored, "unknown": unknown, "batch_size": batch_size,
+            "num_steps": num_steps, "source": source, "data": None if text is not None else data,
+            "checkpoint": checkpoint.folder, "settings": settings, "search": searched}
+
+
+def _lines_to_score(checkpoint, split, text, data):
+    """``(lines, source, data)``: the file ``text``, else the split ``split`` of ``data`` or of the run's data."""
     if text is not None:
         try:
             with open(text, encoding="utf-8") as f:
@@ -77,13 +140,6 @@ def score_checkpoint(path, split="test", text=None, batch_size=None, num_steps=N
     else:
         if split not in SPLITS:
             raise ConfigError("unknown --split %r: use %s" % (split, ", ".join(SPLITS)))
-        data = locate_run_data(data, config.data)
+        data = locate_run_data(data, checkpoint.config.data)
         lines, source = read_split_texts(data)[split].splitlines(), split
-    ctx = ctx or mx.cpu()
-    model = checkpoint.build_model(ctx)
-    loss, tokens, unknown, scored = text_loss(model, checkpoint.dictionary, lines, batch_size, num_steps, ctx,
-                                              context)
-    return {"loss": loss, "ppl": perplexity(loss), "tokens": tokens, "scored": scored, "unknown": unknown,
-            "batch_size": batch_size, "num_steps": num_steps, "source": source,
-            "data": None if text is not None else data, "checkpoint": checkpoint.folder,
-            "context": context, "carries_state": model.carries_state}
+    return lines, source, data

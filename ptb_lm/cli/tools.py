@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..config import check_whole_number
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..reporting import describe_reading, format_ppl, read_events
 from .common import Parser, _run, checkpoint_argument
 
@@ -27,6 +27,14 @@ def evaluate_main(argv=None):
     parser.add_argument("--context", type=int, help="a transformer only: give each window the tokens before it, "
                                                      "up to this many in all (a sliding window; default: each "
                                                      "window on its own, as in training)")
+    parser.add_argument("--cache-window", type=int, help="score with the continuous cache of the last N positions "
+                                                          "of each stream (Grave et al.), and say the perplexity "
+                                                          "without it too; the batch size is then 1 unless given")
+    parser.add_argument("--cache-theta", type=float, help="the cache's sharpness theta, 0 or more (AWD-LSTM's PTB "
+                                                          "value: 1.0)")
+    parser.add_argument("--cache-lambda", type=float, help="the cache's weight lambda in [0, 1] (AWD's: 0.1)")
+    parser.add_argument("--cache-search", action="store_true", help="choose theta and lambda on the validation "
+                                                                     "split first (never the test split), then score")
     args = parser.parse_args(argv)
 
     def body():
@@ -34,6 +42,9 @@ def evaluate_main(argv=None):
         from ..scoring import score_checkpoint
 
         ctx = resolve_contexts(args.ctx, purpose="evaluating")[0]
+        cache_flags = [args.cache_theta, args.cache_lambda, args.cache_search or None]
+        if args.cache_window is not None or any(flag is not None for flag in cache_flags):
+            return _evaluate_with_cache(args, ctx)
         result = score_checkpoint(args.checkpoint, split=args.split, text=args.text, batch_size=args.batch_size,
                                   num_steps=args.num_steps, data=args.data, ctx=ctx, context=args.context)
         seen = ", context %d" % args.context if args.context else ""
@@ -47,6 +58,33 @@ def evaluate_main(argv=None):
                                                          read=read))
 
     return _run(body)
+
+
+def _evaluate_with_cache(args, ctx):
+    from ..scoring import score_with_cache
+
+    if args.cache_window is None:
+        raise ConfigError("the cache's settings need --cache-window N", setting="cache_window")
+    if args.context is not None:
+        raise ConfigError("context and the cache are two ways to read before a window: give one",
+                          setting="context")
+    result = score_with_cache(args.checkpoint, args.cache_window, args.cache_theta, args.cache_lambda,
+                              args.cache_search, split=args.split, text=args.text,
+                              batch_size=1 if args.batch_size is None else args.batch_size,
+                              num_steps=args.num_steps, data=args.data, ctx=ctx)
+    log = logging.getLogger("ptb_lm")
+    settings = result["settings"]
+    if result["search"] is not None:
+        log.info("cache search on the validation split (window %d): theta %s, lambda %s give perplexity %s "
+                 "(%s without the cache)", settings.window, settings.theta, settings.lam,
+                 format_ppl(result["search"]["ppl"]), format_ppl(result["search"]["ppl_without"]))
+    read = "; read from %s" % result["data"] if result["data"] else ""
+    log.info("%(source)s perplexity %(shown)s with the cache (window %(window)d, theta %(theta)s, lambda %(lam)s), "
+             "%(without)s without it (loss %(loss).4f, %(loss_without).4f) on %(tokens)d tokens (%(scored)d scored; "
+             "%(unknown)d unknown, read as <unk>); eval batch size %(batch_size)d, num_steps %(num_steps)d; "
+             "checkpoint %(checkpoint)s%(read)s"
+             % dict(result, shown=format_ppl(result["ppl"]), without=format_ppl(result["ppl_without"]),
+                    window=settings.window, theta=settings.theta, lam=settings.lam, read=read))
 
 
 def generate_main(argv=None):
