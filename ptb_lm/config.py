@@ -226,7 +226,8 @@ PRESETS = tuple(sorted((name[:-5] for name in os.listdir(PRESET_DIR) if name.end
 
 
 def read_settings(path, what="--preset"):
-    """The settings in the JSON file at ``path``: an object of TrainConfig fields (ConfigError, naming ``what``)."""
+    """The settings in the JSON file at ``path``: an object of TrainConfig fields (ConfigError, naming ``what``).
+    Keys beginning with ``_`` are notes beside the settings (a preset's reasons) and are left out."""
     try:
         with open(path, encoding="utf-8") as f:
             values = json.load(f)
@@ -236,6 +237,7 @@ def read_settings(path, what="--preset"):
         raise ConfigError("%s %s is not JSON (%s)" % (what, path, err)) from None
     if not isinstance(values, dict):
         raise ConfigError("%s %s holds no JSON object of settings" % (what, path))
+    values = {key: value for key, value in values.items() if not key.startswith("_")}
     unknown = unknown_settings(values)
     if unknown:
         raise ConfigError("%s %s has unknown setting(s): %s" % (what, path, ", ".join(unknown)))

@@ -76,6 +76,27 @@ def test_presets_are_overridden_by_explicit_values():
     assert set(PRESETS) >= {"chapter", "zaremba-small", "zaremba-medium", "zaremba-large"}
 
 
+def test_the_pytorch_examples_recipe_is_its_command_in_our_units(tmp_path):
+    """main.py --emsize 200 --nhid 200 --dropout 0.2 --epochs 40 --tied (lr 20, clip 0.25, bptt 35, batch 20, eval
+    batch 10, lr / 4 on a plateau): its loss is the mean over T x N where ours is the sum, the step / N."""
+    example = dict(emsize=200, nhid=200, nlayers=2, dropout=0.2, epochs=40, lr=20.0, clip=0.25, bptt=35,
+                   batch_size=20, eval_batch_size=10)
+    ours = from_preset("pytorch-tied-200")
+    assert (ours.mode, ours.tied, ours.embed_dim, ours.hidden_dim, ours.num_layers, ours.dropout, ours.epochs) == \
+        ("lstm", True, example["emsize"], example["nhid"], example["nlayers"], example["dropout"], example["epochs"])
+    assert (ours.num_steps, ours.batch_size, ours.eval_batch_size) == \
+        (example["bptt"], example["batch_size"], example["eval_batch_size"])
+    assert ours.lr * ours.num_steps == pytest.approx(example["lr"])  # the same step on the same gradient
+    assert ours.clipping_norm == example["clip"] and ours.lr_decay == 0.25
+    # the reasons beside the settings are notes, not settings; an unknown setting is still refused
+    notes = tmp_path / "mine.json"
+    notes.write_text('{"_why": "a note", "lr": 0.5}')
+    assert from_preset(str(notes)).lr == 0.5
+    notes.write_text('{"why": "a note"}')
+    with pytest.raises(ConfigError):
+        from_preset(str(notes))
+
+
 def test_config_round_trips_through_json():
     import json
 
