@@ -21,7 +21,7 @@ from .families import MODES, family_of  # noqa: F401 - MODES: every --mode, name
 from .families.rnn import RNNFamily
 
 RNN_MODES = RNNFamily.modes
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "ntasgd")
 ENGINES = ("fast", "imperative")
 KVSTORES = ("device", "local", "dist_sync")
 PROGRESS = ("auto", "bar", "none")
@@ -51,6 +51,7 @@ class TrainConfig:
     lr: float = 1.0  # the chapter's plain SGD rate (no momentum, no weight decay)
     optimizer: str = "sgd"  # the chapter's plain SGD; momentum, adam and adamw keep state, which checkpoints hold
     momentum: Optional[float] = None  # optimizer momentum: the momentum; None: 0.9, the usual choice
+    nonmono: Optional[int] = None  # optimizer ntasgd: average once validation is worse than the best but the last N; None: 5
     weight_decay: float = 0.0  # the chapter has none; L2 in the gradient (sgd, momentum, adam), decoupled in adamw
     betas: tuple = (0.9, 0.999)  # adam and adamw: the moments' decay rates (Kingma & Ba's, and PyTorch's, defaults)
     clipping_norm: float = 0.2  # per token: the global norm is clipped at this x num_steps x batch_size
@@ -97,6 +98,11 @@ class TrainConfig:
     def momentum_value(self):
         """The momentum the momentum optimizer uses (0.9 unless given)."""
         return 0.9 if self.momentum is None else self.momentum
+
+    @property
+    def nonmono_value(self):
+        """NT-ASGD's patience, in epochs (AWD-LSTM's 5 unless given)."""
+        return 5 if self.nonmono is None else self.nonmono
 
     @property
     def feed_forward(self):
@@ -154,6 +160,10 @@ class TrainConfig:
                 raise ConfigError("momentum goes with --optimizer momentum, not %s" % self.optimizer,
                                   setting="momentum")
             _check_range("momentum", self.momentum, 0 <= self.momentum < 1, "must be in [0, 1)")
+        if self.nonmono is not None:
+            if self.optimizer != "ntasgd":
+                raise ConfigError("nonmono goes with --optimizer ntasgd, not %s" % self.optimizer, setting="nonmono")
+            check_whole_number("nonmono", self.nonmono)
         if not (isinstance(self.betas, tuple) and len(self.betas) == 2 and
                 all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas)):
             raise ConfigError("betas must be two numbers in [0, 1), such as 0.9,0.999, got %r" % (self.betas,),

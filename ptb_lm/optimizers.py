@@ -11,6 +11,7 @@ layout) and parameter by parameter by Gluon's Trainer in the imperative engine
                                 lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)    state: mean, var
     adamw     adamw_update      the same moments, decay decoupled from them (Loshchilov & Hutter, as
               (contrib)         PyTorch's AdamW): w -= lr (lr_t/lr m / (sqrt(v) + eps) + wd w)
+    ntasgd    sgd_update        sgd's step, and from a switch on the weights' average (ptb_lm.averaging)
 
 In every one, g is the summed gradient times ``rescale_grad``: clipping's factor and
 the chapter's 1/batch_size. A lazy (row-sparse) update is the same math only for SGD
@@ -32,7 +33,8 @@ from .runtime.internals import optimizer_step_count, set_optimizer_step_count, t
 mx = import_mxnet()
 
 EPSILON = 1e-8  # Adam's and AdamW's epsilon: Kingma & Ba's, Gluon's and PyTorch's default
-STATES = {"sgd": (), "momentum": ("momentum",), "adam": ("mean", "var"), "adamw": ("mean", "var")}
+# ntasgd: SGD's step; its average of the weights is ptb_lm.averaging's, kept by the updaters
+STATES = {"sgd": (), "momentum": ("momentum",), "adam": ("mean", "var"), "adamw": ("mean", "var"), "ntasgd": ()}
 
 
 def lazy_update_is_exact(config):
@@ -72,7 +74,7 @@ class FlatRule(object):
         self.step += 1
 
     def __call__(self, weights, grads, states, lr, rescale, lazy=False):
-        if self.name == "sgd":
+        if self.name in ("sgd", "ntasgd"):
             mx.nd.sgd_update(weights, grads, lr=lr, wd=self.wd, rescale_grad=rescale, lazy_update=lazy, out=weights)
         elif self.name == "momentum":
             mx.nd.sgd_mom_update(weights, grads, states[0], lr=lr, momentum=self.momentum, wd=self.wd,
@@ -115,7 +117,7 @@ class PtbAdamW(mx.optimizer.Optimizer):
 def gluon_optimizer(config):
     """The optimizer of ``config`` for Gluon's Trainer (the imperative engine): the same math as FlatRule."""
     wd = float(config.weight_decay)
-    if config.optimizer == "sgd":
+    if config.optimizer in ("sgd", "ntasgd"):
         return mx.optimizer.SGD(learning_rate=config.lr, momentum=0, wd=wd)
     if config.optimizer == "momentum":
         return mx.optimizer.SGD(learning_rate=config.lr, momentum=config.momentum_value, wd=wd)

@@ -145,6 +145,9 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
         best_val, plateau = state.best_val_loss, state.plateau_factor
         for epoch in range(state.next_epoch, config.epochs + 1):
             val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress, between_batches)
+            if run.updater.end_of_epoch(epoch, val_loss) and run.is_chief:
+                logger.info("averaging the weights from now on (NT-ASGD): %s; validation, best/ and the test use "
+                            "the average", run.updater.average.describe_switch())
             improved = val_loss < best_val
             if not improved and config.lr_decay is not None:
                 plateau *= config.lr_decay
@@ -152,10 +155,12 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
             if outputs is not None:
                 saved = {"epoch": epoch, "best_val_loss": best_val, "plateau_factor": plateau,
                          "events": history.events}
-                outputs.save(run, saved, improved, history)
+                with run.updater.evaluation_weights():  # model.params: the weights to evaluate
+                    outputs.save(run, saved, improved, history)
             ctrl_c.check()  # a Ctrl-C during the save or the plot ends the run here, with the epoch saved
         if run.is_chief:
-            test_loss = run.split_loss("test", progress, between_batches)
+            with run.updater.evaluation_weights():
+                test_loss = run.split_loss("test", progress, between_batches)
             emit({"event": "test", "test_loss": test_loss, "test_ppl": perplexity(test_loss),
                   "eval_batch_size": config.eval_batch})
             if outputs is not None:
@@ -254,7 +259,8 @@ def run_epoch(run, epoch, lr, emit, progress, between_batches=None):
     progress.close()
     val_loss = 0.0
     if run.is_chief:
-        val_loss = run.split_loss("valid", progress, between_batches)
+        with run.updater.evaluation_weights():  # NT-ASGD's average, once it runs
+            val_loss = run.split_loss("valid", progress, between_batches)
     if run.sum_across_workers is not None:
         # Only rank 0 evaluates; every worker needs its figure to follow the same rate schedule.
         val_loss = run.sum_across_workers(val_loss, 0)[0]

@@ -32,10 +32,12 @@ Why clip at all: an RNN's gradient can explode over a few steps, and one huge
 step undoes the training so far.
 """
 
+import contextlib
 import math
 
 import numpy as np
 
+from .averaging import HISTORY, SCALARS, Averager
 from .errors import TrainingDiverged, arg
 from .levers import FastLevers
 from .optimizers import FlatRule, gluon_optimizer, gluon_state, set_gluon_state
@@ -86,7 +88,40 @@ def clip_gradients(params, ctxs, max_norm):
     return norm
 
 
-class ChapterUpdater(object):
+class _Averaging(object):
+    """NT-ASGD's average (ptb_lm.averaging), the same in both updaters over their own weight buffers: each
+    defines ``_weight_buffers(k)`` (the arrays holding the weights on context k), ``_per_parameter(buffers)``
+    (those arrays as one array per parameter, in ``self.params``' order) and ``_buffers_of(arrays)`` (back)."""
+
+    average = None
+
+    def _begin_averaging(self, config):
+        if config.optimizer == "ntasgd":
+            self.average = Averager(config.nonmono_value, self._weight_buffers, len(self.ctxs))
+
+    def evaluation_weights(self):
+        """A context in which the weights are those to evaluate and save: NT-ASGD's average once it runs."""
+        return self.average.evaluation_weights() if self.average is not None else contextlib.nullcontext()
+
+    def end_of_epoch(self, epoch, val_loss):
+        """Tell NT-ASGD's trigger the epoch's validation loss; True if averaging starts now."""
+        return self.average is not None and self.average.end_of_epoch(epoch, val_loss)
+
+    def _averaging_state(self):
+        if self.average is None:
+            return {}
+        arrays = dict(self.average.scalars())
+        for key, array in zip(self.keys, self._per_parameter(self.average.iterate())):
+            arrays["%s:iterate" % key] = array
+        return arrays
+
+    def _load_averaging(self, arrays):
+        if self.average is not None:
+            iterate = self._buffers_of([arrays["%s:iterate" % key] for key in self.keys])
+            self.average.load(arrays[SCALARS], arrays[HISTORY], iterate)
+
+
+class ChapterUpdater(_Averaging):
     """``trainer.allreduce_grads()``, the chapter's clipping, ``trainer.update(batch_size)``."""
 
     def __init__(self, model, ctxs, config, kv=None):
@@ -96,13 +131,26 @@ class ChapterUpdater(object):
         self.state_names = FlatRule(config).state_names
         self.trainer = gluon.Trainer(self.params, gluon_optimizer(config), kvstore=kv,
                                      update_on_kvstore=False if kv is not None else None)
+        self._begin_averaging(config)
+
+    def _weight_buffers(self, k):
+        return [p.list_data()[k] for p in self.params]
+
+    def _per_parameter(self, buffers):
+        return list(buffers)
+
+    def _buffers_of(self, arrays):
+        return [a.reshape(p.shape) for a, p in zip(arrays, self.params)]
 
     def optimizer_state(self):
         """``({"<parameter>:<state>": array}, steps)``: what a checkpoint keeps of the optimizer."""
-        return gluon_state(self.trainer, self.params, self.keys, self.state_names)
+        arrays, steps = gluon_state(self.trainer, self.params, self.keys, self.state_names)
+        arrays.update(self._averaging_state())
+        return arrays, steps
 
     def load_optimizer_state(self, arrays, steps):
         set_gluon_state(self.trainer, self.params, self.keys, self.state_names, arrays, steps)
+        self._load_averaging(arrays)
 
     def set_learning_rate(self, lr):
         self.trainer.set_learning_rate(lr)
@@ -115,10 +163,12 @@ class ChapterUpdater(object):
         self.trainer.allreduce_grads()
         norm = clip_gradients(self.params, self.ctxs, clip_at)
         self.trainer.update(batch_size)  # rescales the summed gradient by 1/batch_size, as the chapter's step
+        if self.average is not None:
+            self.average.after_step()
         return norm
 
 
-class FlatUpdater(object):
+class FlatUpdater(_Averaging):
     """One weight buffer and one gradient buffer per context; see the module's docstring.
 
     Replaces each parameter's arrays with views into the buffers
@@ -164,6 +214,17 @@ class FlatUpdater(object):
             model.use_packed_rnn_params(packed)
         if kv is not None:
             kv.init(GRAD_KEY, mx.nd.zeros((total,), ctx=self.ctxs[0]))
+        self._begin_averaging(config)
+
+    def _weight_buffers(self, k):
+        return [self.weights[k]]
+
+    def _per_parameter(self, buffers):
+        return [buffers[0][start:stop].reshape(p.shape)
+                for p, start, stop in zip(self.params, self.offsets, self.offsets[1:])]
+
+    def _buffers_of(self, arrays):
+        return [mx.nd.concat(*[a.reshape((-1,)) for a in arrays], dim=0)]
 
     def set_learning_rate(self, lr):
         self.lr = lr
@@ -192,6 +253,8 @@ class FlatUpdater(object):
         for p in self.sparse:  # plain SGD without weight decay only (optimizers.lazy_update_is_exact)
             weight = p.data(self.ctxs[0])
             self.rule(weight, p.grad(self.ctxs[0]), [], self.lr, rescale, lazy=True)
+        if self.average is not None:  # never with a sparse embedding: ntasgd is not lazy_update_is_exact
+            self.average.after_step()
         return norm
 
     def optimizer_state(self):
@@ -201,6 +264,7 @@ class FlatUpdater(object):
         for name, buffer in zip(self.rule.state_names, self.states[0]):
             for p, key, start, stop in zip(self.params, self.keys, self.offsets, self.offsets[1:]):
                 arrays["%s:%s" % (key, name)] = buffer[start:stop].reshape(p.shape)
+        arrays.update(self._averaging_state())
         return arrays, self.rule.step
 
     def load_optimizer_state(self, arrays, steps):
@@ -209,6 +273,7 @@ class FlatUpdater(object):
                 for key, start, stop in zip(self.keys, self.offsets, self.offsets[1:]):
                     buffer[start:stop] = arrays["%s:%s" % (key, name)].as_in_context(buffer.context).reshape((-1,))
         self.rule.step = steps
+        self._load_averaging(arrays)
 
 
 def make_updater(config, model, ctxs, kv, levers=FastLevers(), sparse_embedding=False):

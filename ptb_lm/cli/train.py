@@ -51,8 +51,11 @@ _TRAIN_FLAGS = [
     ("--heads", int, "transformer: attention heads; they divide the model size (--hidden-dim)"),
     ("--ffn-dim", int, "transformer: the feed-forward size (default: the model size)"),
     ("--lr", float, "learning rate"),
-    ("--optimizer", str, "sgd (the chapter's, no state), momentum, adam or adamw"),
+    ("--optimizer", str, "sgd (the chapter's, no state), momentum, adam, adamw, or ntasgd (AWD-LSTM's: SGD, then "
+                         "the weights' average once validation stops improving)"),
     ("--momentum", float, "with --optimizer momentum: the momentum (default: 0.9)"),
+    ("--nonmono", int, "with --optimizer ntasgd: start averaging when an epoch's validation loss is worse than the "
+                       "best of all but the last N epochs (default: 5)"),
     ("--weight-decay", float, "L2 weight decay (decoupled from the moments with adamw)"),
     ("--betas", _betas, "adam and adamw: the moments' decay rates, e.g. 0.9,0.999"),
     ("--clipping-norm", float, "per-token gradient clipping norm; the global norm is clipped at "
