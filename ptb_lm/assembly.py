@@ -6,10 +6,12 @@ a notebook that wants to drive :func:`~ptb_lm.training.train_epoch` itself).
 
 import logging
 from dataclasses import dataclass, field
+
+import numpy as np
 from typing import Callable, Optional
 
 from .batches import BatchPlan, device_batches
-from .config import check_fits_data
+from .config import check_fits_data, epoch_seed
 from .data import UNK, Corpus, batch_starts
 from .download import locate_ptb
 from .families import family_of
@@ -96,6 +98,14 @@ class Run:
                 progress.close()
 
 
+def window_lengths_rng(config):
+    """``epoch -> RandomState`` that draws the epoch's window lengths: from ``(seed, epoch)`` when seeded, so that
+    a resumed run draws the same ones, else from NumPy's generator."""
+    if config.seed is None:
+        return lambda epoch: np.random.RandomState(np.random.randint(2 ** 31))
+    return lambda epoch: np.random.RandomState(epoch_seed(config.seed, epoch))
+
+
 def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_terms=None):
     """Build the data plan, the model and the updater that ``config`` describes.
 
@@ -131,13 +141,15 @@ def assemble(config, corpus=None, levers=FastLevers(), vocabulary=None, loss_ter
                           % error_summary(err), setting="hidden_dim") from None
     if fast:
         loss_fn, eval_loss_fn = losses_for(ctxs, levers.softmax_loss, kernel_use.active)
-        # One compiled graph for the whole forward pass; static memory reuses its buffers every batch.
+        # One compiled graph for the whole forward pass; static memory reuses its buffers every batch (windows of
+        # drawn lengths change the shapes from batch to batch)
         for block in (model, loss_fn, eval_loss_fn):
-            block.hybridize(static_alloc=True, static_shape=True)
+            block.hybridize(static_alloc=True, static_shape=not config.variable_bptt)
     else:
         loss_fn = eval_loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     shards = shards_of_rank(config.batch_size, rank, num_workers, len(ctxs))
-    plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards)
+    plan = BatchPlan(corpus.train, config.batch_size, config.num_steps, ctxs, shards,
+                     variable=window_lengths_rng(config) if config.variable_bptt else None)
     reducer = begin_data_parallel(updater, kv, ctxs[0]) if num_workers > 1 else None
     return Run(config, corpus, ctxs, model, updater, loss_fn, eval_loss_fn, plan, rank, num_workers, reducer,
                loss_terms, kernel_use)

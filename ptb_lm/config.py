@@ -45,6 +45,7 @@ class TrainConfig:
     dropout_output: float = 0.0  # ... and on the last RNN layer's outputs, for --dropout's there
     dropout_embedding: float = 0.0  # AWD-LSTM: whole words dropped from the embedding (its rows)
     weight_drop: float = 0.0  # AWD-LSTM: DropConnect on each RNN layer's hidden-to-hidden weights, a mask per batch
+    variable_bptt: bool = False  # AWD-LSTM: each window's length drawn around num_steps (half of it 5 % of the time)
     ar: float = 0.0  # AWD-LSTM's AR: this x the mean square of the last layer's outputs after dropout, per token
     tar: float = 0.0  # AWD-LSTM's TAR: this x the mean square of their change over one step (before dropout)
     # --- optimisation ----------------------------------------------------
@@ -175,6 +176,11 @@ class TrainConfig:
         if self.tied and self.embed_dim != self.hidden_dim:
             raise ConfigError("tied weights need embed_dim == hidden_dim (the decoder reuses the embedding), "
                               "got %d and %d" % (self.embed_dim, self.hidden_dim), setting="embed_dim")
+
+
+def epoch_seed(seed, epoch):
+    """MXNet's seed for ``epoch``: reseeding per epoch makes resuming at an epoch boundary exact."""
+    return (seed * 1000003 + epoch) % (2 ** 31)
 
 
 def unknown_settings(values):

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .assembly import assemble
+from .config import epoch_seed
 from .errors import Interrupted, RunFailure, TrainingDiverged, arg
 from .outputs import RunOutputs, can_plot
 from .reporting import History, Progress, console_logging, describe_reading, log_event, perplexity
@@ -38,11 +39,6 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)
-
-
-def epoch_seed(seed, epoch):
-    """MXNet's seed for ``epoch``: reseeding per epoch makes resuming at an epoch boundary exact."""
-    return (seed * 1000003 + epoch) % (2 ** 31)
 
 
 def learning_rate(config, epoch, plateau_factor=1.0):
@@ -227,11 +223,11 @@ def _log_outputs(config):
 def _log_header(run, sharing):
     config = run.config
     batches = run.batches_per_epoch
-    logger.info("training %s %dx%d on %s%s: %d batches of %dx%d per epoch%s, %d epoch%s (engine %s; "
+    logger.info("training %s %dx%d on %s%s: %d batches of %s%dx%d per epoch%s, %d epoch%s (engine %s; "
                 "kernels: %s; MXNet's CPU threads: %s; MXNet's engine: %s)",
                 config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
                 " x %d workers" % run.num_workers if run.num_workers > 1 else "",
-                batches, config.num_steps, config.batch_size,
+                batches, "about " if config.variable_bptt else "", config.num_steps, config.batch_size,
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",
                 config.epochs, "" if config.epochs == 1 else "s", config.engine, run.kernels.describe(),
                 describe_threads() + (", " + sharing.describe() if sharing.active else ""), describe_engine())
@@ -248,6 +244,7 @@ def run_epoch(run, epoch, lr, emit, progress, between_batches=None):
     if config.seed is not None:
         mx.random.seed(epoch_seed(config.seed, epoch))
     run.updater.set_learning_rate(lr)
+    run.train_plan.begin_epoch(epoch)
     start = time.time()
 
     def report(batch, loss):

@@ -114,6 +114,8 @@ def train_epoch(run, config=None, on_report=None, progress=None, between_batches
     imperative = config.engine == "imperative"
     # The gradient is of the loss summed over num_steps x batch_size tokens, so the
     # per-token clipping_norm scales by both (the chapter's rule); a short last batch keeps it.
+    # With windows of drawn lengths, each window's own length: AWD-LSTM clips the gradient of the loss
+    # averaged over the window. (Its rate scaled by the length is the summed loss's own step.)
     clip_at = config.clipping_norm * config.num_steps * batch_size
     ctxs = plan.ctxs
     hidden = [model.begin_state(func=mx.nd.zeros, batch_size=n, ctx=ctx) for n, ctx in zip(plan.streams, ctxs)]
@@ -136,6 +138,8 @@ def train_epoch(run, config=None, on_report=None, progress=None, between_batches
                     output, hidden[k] = model(data, hidden[k])
                 losses.append(loss_fn(output, target))
         autograd.backward(losses + added)  # the loss summed over tokens, as the chapter's L.backward()
+        if config.variable_bptt:
+            clip_at = config.clipping_norm * shards[0][0].shape[0] * batch_size
         updater(batch_size, clip_at)  # all-reduce, clip, step(batch_size)
         tokens = sum(t.shape[0] for _, t in shards)
         period.add([l.sum() for l in losses], tokens)

@@ -164,14 +164,10 @@ AWD_TINY = dict(mode="lstm", dropout=0.0, dropout_input=0.3, dropout_hidden=0.2,
                 dropout_embedding=0.1, weight_drop=0.3, ar=1.0, tar=0.5, seed=6)
 
 
-def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tiny_corpus, tmp_path):
-    """The engines draw the same masks (ptb_lm's where the kernels load, MXNet's under PTB_LM_KERNELS=0 in
-    both); a run stopped after an epoch ends where an uninterrupted one does."""
+def engines_agree_and_a_resume_is_exact(config, tmp_path):
+    """Both engines' validation losses alike; two epochs in one run and in two give the same bytes."""
     from ptb_lm import fit
 
-    from helpers import tiny_config
-
-    config = tiny_config(tiny_corpus, **AWD_TINY)
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     fast = fit(config.replace(save_dir=whole), quiet=True)
     imperative = fit(config.replace(engine="imperative"), quiet=True)
@@ -180,6 +176,14 @@ def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tin
     fit(config.replace(save_dir=parts), resume=parts, quiet=True)
     a, b = (open(os.path.join(folder, "last", "model.params"), "rb").read() for folder in (whole, parts))
     assert a == b
+
+
+def test_awd_regularisers_train_alike_in_both_engines_and_resume_bit_for_bit(tiny_corpus, tmp_path):
+    """The engines draw the same masks (ptb_lm's where the kernels load, MXNet's under PTB_LM_KERNELS=0 in
+    both); a run stopped after an epoch ends where an uninterrupted one does."""
+    from helpers import tiny_config
+
+    engines_agree_and_a_resume_is_exact(tiny_config(tiny_corpus, **AWD_TINY), tmp_path)
 
 
 @needs_kernels
@@ -249,3 +253,60 @@ def test_locked_dropout_between_layers_is_numpys_mask_on_each_layers_outputs(loa
             param.set_data(params[name.replace("l0_", "l%d_" % layer)].data())
         x, _ = one(x, [s[layer:layer + 1] for s in state])
     np.testing.assert_allclose(auxiliary["hidden"].asnumpy(), x.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def awd_window_lengths(num_rows, bptt, rng):
+    """awd-lstm-lm's main.py train() loop, reduced to the windows it reads (its get_batch cuts the last)."""
+    lengths, i = [], 0
+    while i < num_rows - 1 - 1:
+        window = bptt if rng.random_sample() < 0.95 else bptt / 2.
+        seq_len = max(5, int(rng.normal(window, 5)))
+        seq_len = min(seq_len, num_rows - 1 - i)
+        lengths.append(seq_len)
+        i += seq_len
+    return lengths
+
+
+def test_variable_windows_follow_awds_rule_and_cover_the_split_once(tiny_corpus):
+    from ptb_lm.assembly import assemble, window_lengths_rng
+    from ptb_lm.config import TrainConfig
+    from ptb_lm.data import Corpus
+
+    config = TrainConfig(mode="lstm", embed_dim=8, hidden_dim=8, batch_size=2, num_steps=12, variable_bptt=True,
+                         seed=5, data=tiny_corpus, ctx="cpu", dropout=0.0)
+    plan = assemble(config, Corpus(tiny_corpus)).train_plan
+    for epoch in (1, 2):
+        plan.begin_epoch(epoch)
+        lengths = [data.shape[0] for (data, _), in plan.batches]
+        assert lengths == awd_window_lengths(plan.num_rows, 12, window_lengths_rng(config)(epoch))
+        rows = np.concatenate([data.asnumpy() for (data, _), in plan.batches])
+        np.testing.assert_array_equal(rows, plan.source[0].asnumpy()[:sum(lengths)])  # each row once, in order
+        assert sum(lengths) >= plan.num_rows - 2 and len(set(lengths)) > 2
+    plan.begin_epoch(1)
+    again = [data.shape[0] for (data, _), in plan.batches]
+    assert again == awd_window_lengths(plan.num_rows, 12, window_lengths_rng(config)(1))  # the seed's, again
+
+
+def test_variable_windows_train_alike_in_both_engines_and_resume_bit_for_bit(tiny_corpus, tmp_path):
+    from helpers import tiny_config
+
+    engines_agree_and_a_resume_is_exact(tiny_config(tiny_corpus, mode="lstm", variable_bptt=True, num_steps=8,
+                                                    seed=2), tmp_path)
+
+
+def test_each_variable_window_is_clipped_as_awd_clips_its_mean_gradient(tiny_corpus):
+    """AWD clips the gradient of the loss averaged over its window's T x N tokens at clip; ptb_lm's loss is the
+    sum, so the threshold is clip x T x N with the window's own T."""
+    from ptb_lm.assembly import assemble
+    from ptb_lm.data import Corpus
+    from ptb_lm.training import train_epoch
+
+    from helpers import tiny_config
+
+    config = tiny_config(tiny_corpus, mode="lstm", variable_bptt=True, num_steps=8, clipping_norm=0.25, seed=2)
+    run = assemble(config, Corpus(tiny_corpus))
+    step, seen = run.updater, []
+    run.updater = lambda batch_size, clip_at: seen.append(clip_at) or step(batch_size, clip_at)
+    train_epoch(run)
+    lengths = [data.shape[0] for (data, _), in run.train_plan.batches]
+    assert seen == [pytest.approx(0.25 * length * 4) for length in lengths] and len(set(lengths)) > 1
