@@ -53,6 +53,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # the chapter's plain SGD; momentum, adam and adamw keep state, which checkpoints hold
     momentum: Optional[float] = None  # optimizer momentum: the momentum; None: 0.9, the usual choice
     nonmono: Optional[int] = None  # optimizer ntasgd: average once validation is worse than the best but the last N; None: 5
+    finetune: bool = False  # optimizer ntasgd, resumed: average from the first step, stop when the trigger fires
     weight_decay: float = 0.0  # the chapter has none; L2 in the gradient (sgd, momentum, adam), decoupled in adamw
     betas: tuple = (0.9, 0.999)  # adam and adamw: the moments' decay rates (Kingma & Ba's, and PyTorch's, defaults)
     clipping_norm: float = 0.2  # per token: the global norm is clipped at this x num_steps x batch_size
@@ -161,6 +162,9 @@ class TrainConfig:
                 raise ConfigError("momentum goes with --optimizer momentum, not %s" % self.optimizer,
                                   setting="momentum")
             _check_range("momentum", self.momentum, 0 <= self.momentum < 1, "must be in [0, 1)")
+        if self.finetune and self.optimizer != "ntasgd":
+            raise ConfigError("finetune averages the weights: it goes with --optimizer ntasgd, not %s"
+                              % self.optimizer, setting="finetune")
         if self.nonmono is not None:
             if self.optimizer != "ntasgd":
                 raise ConfigError("nonmono goes with --optimizer ntasgd, not %s" % self.optimizer, setting="nonmono")

@@ -68,6 +68,9 @@ def begin(config, resume, assemble, open_outputs):
     opening it, it is closed here and what it created is removed.
     """
     if resume is None:
+        if config.finetune:
+            raise ConfigError("finetune continues a trained run: give %s (AWD-LSTM fine-tunes its best weights: "
+                              "--resume RUN/best --save-dir NEW --finetune)" % arg("resume"), setting="finetune")
         if config.save_dir and not SaveDirLock(config.save_dir).holder():  # a live run's lock says "in use"
             refuse_a_held_run(config.save_dir)  # before any work; open_outputs checks again, under the lock
         run = assemble(config)
@@ -180,6 +183,11 @@ class ResumePoint(object):
         self.check_vocabulary(run)
         checkpoint.load_parameters(run.model, run.ctxs)
         checkpoint.load_optimizer(run.updater)
+        average = getattr(run.updater, "average", None)
+        if run.config.finetune and average is not None and not average.finetuning:
+            average.begin_finetune(checkpoint.epoch)  # from the weights it evaluated, averaging from step one
+            logger.info("fine-tuning from the weights of epoch %d (NT-ASGD's average from the first step, until "
+                        "its trigger fires)", checkpoint.epoch)
         restore_rng_states(checkpoint.state["rng"])
         logger.info("resuming from %s after epoch %d", checkpoint.folder, checkpoint.epoch)
         return RunState(checkpoint.epoch + 1, checkpoint.state["best_val_loss"], checkpoint.state["plateau_factor"],

@@ -141,9 +141,10 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
         best_val, plateau = state.best_val_loss, state.plateau_factor
         for epoch in range(state.next_epoch, config.epochs + 1):
             val_loss = run_epoch(run, epoch, learning_rate(config, epoch, plateau), emit, progress, between_batches)
-            if run.updater.end_of_epoch(epoch, val_loss) and run.is_chief:
-                logger.info("averaging the weights from now on (NT-ASGD): %s; validation, best/ and the test use "
-                            "the average", run.updater.average.describe_switch())
+            turn = run.updater.end_of_epoch(epoch, val_loss)  # NT-ASGD's trigger
+            if turn == "switch" and run.is_chief:
+                logger.info("averaging the weights from now on (NT-ASGD): after epoch %d, %s; validation, best/ "
+                            "and the test use the average", epoch, run.updater.average.describe_switch())
             improved = val_loss < best_val
             if not improved and config.lr_decay is not None:
                 plateau *= config.lr_decay
@@ -154,6 +155,11 @@ def _fit(config, on_event, resume, corpus, ctrl_c):
                 with run.updater.evaluation_weights():  # model.params: the weights to evaluate
                     outputs.save(run, saved, improved, history)
             ctrl_c.check()  # a Ctrl-C during the save or the plot ends the run here, with the epoch saved
+            if turn == "stop":
+                if run.is_chief:
+                    logger.info("fine-tuning is done after epoch %d: %s", epoch,
+                                run.updater.average.describe_switch())
+                break
         if run.is_chief:
             with run.updater.evaluation_weights():
                 test_loss = run.split_loss("test", progress, between_batches)

@@ -104,8 +104,9 @@ class _Averaging(object):
         return self.average.evaluation_weights() if self.average is not None else contextlib.nullcontext()
 
     def end_of_epoch(self, epoch, val_loss):
-        """Tell NT-ASGD's trigger the epoch's validation loss; True if averaging starts now."""
-        return self.average is not None and self.average.end_of_epoch(epoch, val_loss)
+        """Tell NT-ASGD's trigger the epoch's validation loss: ``"switch"`` (averaging starts now), ``"stop"``
+        (fine-tuning is done) or None."""
+        return self.average.end_of_epoch(epoch, val_loss) if self.average is not None else None
 
     def _averaging_state(self):
         if self.average is None:

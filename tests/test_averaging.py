@@ -33,14 +33,19 @@ def test_the_trigger_is_awds_rule(nonmono):
     for _ in range(200):
         losses = (5 - np.cumsum(rng.uniform(-0.05, 0.2, size=12))).tolist()  # mostly falling, now and then not
         averager = Averager(nonmono, lambda k: [mx.nd.zeros((2,))], 1)
-        switched = [epoch for epoch, loss in enumerate(losses, 1) if averager.end_of_epoch(epoch, loss)]
+        switched = [epoch for epoch, loss in enumerate(losses, 1) if averager.end_of_epoch(epoch, loss) == "switch"]
         expected = awd_switch_epoch(losses, nonmono)
         assert switched == ([] if expected is None else [expected])
         assert averager.started_after == expected
+        # finetune.py's loop stops ("Done!") by the same rule, on the fine-tuning's own losses
+        averager.begin_finetune(0)
+        stops = [epoch for epoch, loss in enumerate(losses, 1) if averager.end_of_epoch(epoch, loss) == "stop"]
+        assert stops[:1] == ([] if expected is None else [expected])
 
 
 def ntasgd_config(tiny_corpus, **changes):
-    return tiny_config(tiny_corpus, mode="lstm", optimizer="ntasgd", nonmono=1, lr=1.0, dropout=0.0, **changes)
+    return tiny_config(tiny_corpus, **dict(dict(mode="lstm", optimizer="ntasgd", nonmono=1, lr=1.0, dropout=0.0),
+                                           **changes))
 
 
 @pytest.mark.parametrize("engine", ["fast", "imperative"])
@@ -100,3 +105,51 @@ def test_validation_best_and_the_test_use_the_average(tiny_corpus, tmp_path, mon
     iterate = {k[:-len(":iterate")]: v for k, v in saved.items() if k.endswith(":iterate")}
     weights = mx.nd.load(os.path.join(save, "last", "model.params"))
     assert iterate and any(not np.array_equal(weights[k].asnumpy(), v.asnumpy()) for k, v in iterate.items())
+
+
+def finetuning_state(folder):
+    scalars = mx.nd.load(os.path.join(folder, "last", "optimizer.params"))[averaging.SCALARS].asnumpy()
+    return dict(zip(["active", "count", "started_after", "history", "finetuning"], scalars.tolist()))
+
+
+def test_finetuning_averages_from_its_first_step_stops_when_the_trigger_fires_and_resumes_exactly(
+        tiny_corpus, tmp_path, monkeypatch):
+    trained = str(tmp_path / "trained")
+    fit(ntasgd_config(tiny_corpus, epochs=2, save_dir=trained), quiet=True)
+    monkeypatch.setattr(averaging, "should_switch", lambda history, val_loss, nonmono: len(history) == 1)
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    config = ntasgd_config(tiny_corpus, epochs=6, finetune=True)
+    history = fit(config.replace(save_dir=whole), resume=os.path.join(trained, "last"), quiet=True)
+    assert [e["epoch"] for e in history.of("epoch")] == [1, 2, 3, 4]  # the trigger fired after epoch 4
+    state = finetuning_state(whole)
+    batches = history.of("epoch")[-1]["batches"]
+    assert state == dict(active=1, count=2 * batches, started_after=2, history=2, finetuning=1)
+    fit(config.replace(epochs=3, save_dir=parts), resume=os.path.join(trained, "last"), quiet=True)
+    fit(config.replace(save_dir=parts), resume=parts, quiet=True)
+    for name in ("model.params", "optimizer.params"):
+        a, b = (open(os.path.join(folder, "last", name), "rb").read() for folder in (whole, parts))
+        assert a == b, name
+
+
+def test_finetuning_starts_from_the_weights_the_run_evaluates(tiny_corpus, tmp_path, monkeypatch):
+    """A run averaging since epoch 1 holds its average in model.params and its iterate elsewhere; fine-tuning
+    at rate 0 then keeps the average it started from."""
+    switch_after_epoch(monkeypatch, 1)  # the training switches after epoch 1; the fine-tuning stops after one
+    trained, tuned = str(tmp_path / "trained"), str(tmp_path / "tuned")
+    fit(ntasgd_config(tiny_corpus, epochs=2, save_dir=trained), quiet=True)
+    fit(ntasgd_config(tiny_corpus, epochs=3, lr=0.0, finetune=True, save_dir=tuned),
+        resume=os.path.join(trained, "last"), quiet=True)
+    start = mx.nd.load(os.path.join(trained, "last", "model.params"))
+    iterate = mx.nd.load(os.path.join(trained, "last", "optimizer.params"))
+    end = mx.nd.load(os.path.join(tuned, "last", "model.params"))
+    assert any(not np.allclose(start[k].asnumpy(), iterate[k + ":iterate"].asnumpy()) for k in start)
+    for name in start:
+        np.testing.assert_allclose(end[name].asnumpy(), start[name].asnumpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_finetuning_needs_a_run_to_continue(tiny_corpus):
+    from ptb_lm.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        fit(ntasgd_config(tiny_corpus, finetune=True), quiet=True)
+    assert "--resume RUN/best --save-dir NEW --finetune" in str(err.value)

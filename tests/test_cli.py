@@ -40,6 +40,8 @@ def test_help_explains_every_flag():
     (["--ctx", "tpu:0"], ["unknown --ctx"]),
     (["--ar", "-1"], ["--ar must be 0 (off) or more"]),
     (["--nonmono", "3"], ["--nonmono goes with --optimizer ntasgd"]),
+    (["--finetune"], ["--finetune averages the weights: it goes with --optimizer ntasgd"]),
+    (["--optimizer", "ntasgd", "--finetune"], ["--finetune continues a trained run: give --resume"]),
     (["--optimizer", "ntasgd", "--nonmono", "0"], ["--nonmono must be a whole number of at least 1"]),
     (["--dropout-input", "0.5"], ["--dropout-input draws one mask per sequence", "--dropout 0"]),
     (["--dropout", "0", "--dropout-embedding", "1"], ["--dropout-embedding must be in [0, 1)"]),

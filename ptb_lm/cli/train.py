@@ -105,6 +105,9 @@ def train_parser():
                              "checkpoint. Its settings are kept, except --epochs, --lr and the like given here")
     parser.add_argument("--tied", action="store_true", default=argparse.SUPPRESS,
                         help="share the embedding and decoder weights (needs --embed-dim == --hidden-dim)")
+    parser.add_argument("--finetune", action="store_true", default=argparse.SUPPRESS,
+                        help="with --resume and --optimizer ntasgd: continue from the weights the run evaluates, "
+                             "averaging from the first step, until NT-ASGD's trigger fires (AWD-LSTM's finetune.py)")
     parser.add_argument("--variable-bptt", action="store_true", default=argparse.SUPPRESS,
                         help="AWD-LSTM's window lengths: each batch's drawn around --num-steps (half of it 5%% of the "
                              "time, then normal with deviation 5, at least 5); a seeded run draws the same ones, "
