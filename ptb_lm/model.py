@@ -125,7 +125,9 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
             else:
                 self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, weight_initializer=weight_init)
 
-        self._weight_drop = WeightDrop(weight_drop, self._packed_segments(), sites) if weight_drop else None
+        segments = self._packed_segments()  # fixed from here on: the layout of the packed vector
+        self._weight_drop = WeightDrop(weight_drop, segments, sites) if weight_drop else None
+        self._layer_ranges = self._layer_pieces(segments)
         with self.name_scope():
             self.lock_hidden = None  # between layer l and l + 1: lock_hidden[l]
             if dropout_hidden and num_layers > 1:
@@ -133,14 +135,14 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 for _ in range(num_layers - 1):
                     self.lock_hidden.add(Dropout(dropout_hidden, axes=(0,), site=sites()))
 
-    def _layer_pieces(self, layer):
-        """``(start, end)`` in the packed vector of layer ``layer``'s i2h and h2h weights and biases, the order
-        a one-layer kernel call reads them in."""
-        where = {param.name: segment[:2] for param, segment in zip(self.rnn_params_in_kernel_order(),
-                                                                   self._packed_segments())}
+    def _layer_pieces(self, segments):
+        """For each layer, the ``(start, end)`` in the packed vector (laid out as ``segments``) of its i2h and h2h
+        weights and biases, the order a one-layer kernel call reads them in."""
+        where = {param.name: segment[:2] for param, segment in zip(self.rnn_params_in_kernel_order(), segments)}
         names = rnn_kernel_params(self.rnn)
-        return [where[names["l%d_%s_%s" % (layer, gate, kind)].name]
-                for kind in ("weight", "bias") for gate in ("i2h", "h2h")]
+        return [[where[names["l%d_%s_%s" % (layer, gate, kind)].name]
+                 for kind in ("weight", "bias") for gate in ("i2h", "h2h")]
+                for layer in range(rnn_kernel_settings(self.rnn)["num_layers"])]
 
     def _packed_segments(self):
         """``(start, end, is_h2h)`` of each parameter in the RNN kernel's packed vector."""
@@ -232,7 +234,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         for layer in range(settings["num_layers"]):
             if layer > 0:
                 x = self.lock_hidden[layer - 1](x, key)
-            own = F.concat(*[F.slice(packed, begin=(start,), end=(end,)) for start, end in self._layer_pieces(layer)],
+            own = F.concat(*[F.slice(packed, begin=(start,), end=(end,)) for start, end in self._layer_ranges[layer]],
                            dim=0)
             own_state = [F.slice_axis(s, axis=0, begin=layer, end=layer + 1) for s in state]
             out = F.RNN(x, own, *own_state, bidirectional=False, state_outputs=True,

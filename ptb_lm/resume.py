@@ -183,7 +183,7 @@ class ResumePoint(object):
         self.check_vocabulary(run)
         checkpoint.load_parameters(run.model, run.ctxs)
         checkpoint.load_optimizer(run.updater)
-        average = getattr(run.updater, "average", None)
+        average = run.updater.average
         if run.config.finetune and average is not None and not average.finetuning:
             average.begin_finetune(checkpoint.epoch)  # from the weights it evaluated, averaging from step one
             logger.info("fine-tuning from the weights of epoch %d (NT-ASGD's average from the first step, until "
