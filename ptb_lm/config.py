@@ -34,6 +34,7 @@ class TrainConfig:
     embed_dim: int = 100  # the chapter's embedding size
     hidden_dim: int = 100  # the chapter's hidden size
     num_layers: int = 2  # the chapter's depth
+    hidden_sizes: Optional[tuple] = None  # RNN: one size per layer (AWD's 1150,1150,400); None: hidden_dim for each
     dropout: float = 0.2  # the chapter's rate, on embeddings, between layers and on outputs
     tied: bool = False  # share embedding and decoder weights (Press & Wolf); off in the chapter
     init_scale: Optional[float] = None  # None: the chapter's Xavier (+ Uniform(0.1) embedding); x: Uniform(x) everywhere
@@ -78,8 +79,9 @@ class TrainConfig:
     progress: str = "auto"  # auto: a tqdm bar in a terminal (or notebook), none elsewhere, where log lines suffice
 
     def __post_init__(self):
-        if isinstance(self.betas, list):  # as JSON gives them back
-            object.__setattr__(self, "betas", tuple(self.betas))
+        for name in ("betas", "hidden_sizes"):
+            if isinstance(getattr(self, name), list):  # as JSON gives them back
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
     def replace(self, **changes):
@@ -110,6 +112,16 @@ class TrainConfig:
     def feed_forward(self):
         """A transformer's feed-forward size."""
         return self.ffn_dim or self.hidden_dim
+
+    @property
+    def layer_dims(self):
+        """Each RNN layer's size, first to last: ``hidden_sizes``, or ``hidden_dim`` for every layer."""
+        return self.hidden_sizes or (self.hidden_dim,) * self.num_layers
+
+    @property
+    def output_dim(self):
+        """The size of what the decoder reads: the last layer's (``hidden_dim`` unless ``hidden_sizes`` says)."""
+        return self.layer_dims[-1]
 
     @property
     def eval_batch(self):
@@ -176,8 +188,14 @@ class TrainConfig:
         check_whole_number("heads", self.heads)
         if self.ffn_dim is not None:
             check_whole_number("ffn_dim", self.ffn_dim)
+        if self.hidden_sizes is not None:
+            check_hidden_sizes(self.hidden_sizes, self.num_layers, self.hidden_dim)
         family.check(self)  # what this kind of model cannot take (ptb_lm.families)
-        if self.tied and self.embed_dim != self.hidden_dim:
+        if self.tied and self.embed_dim != self.output_dim:
+            if self.hidden_sizes is not None:
+                raise ConfigError("tied weights need embed_dim == the last layer's size (the decoder reuses the "
+                                  "embedding), got %d and %d" % (self.embed_dim, self.output_dim),
+                                  setting="embed_dim")
             raise ConfigError("tied weights need embed_dim == hidden_dim (the decoder reuses the embedding), "
                               "got %d and %d" % (self.embed_dim, self.hidden_dim), setting="embed_dim")
 
@@ -196,6 +214,21 @@ def check_whole_number(name, value, lowest=1):
     """Raise ConfigError, naming ``name``, unless ``value`` is an int of at least ``lowest``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
         raise ConfigError("%s must be a whole number of at least %d, got %r" % (name, lowest, value), setting=name)
+
+
+def check_hidden_sizes(sizes, num_layers, hidden_dim):
+    """Raise ConfigError unless ``sizes`` is one whole number per layer whose largest is ``hidden_dim``: the
+    state's width, which every layer's state is padded to (ptb_lm.model.RNNModel)."""
+    if not (isinstance(sizes, tuple) and sizes and
+            all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes)):
+        raise ConfigError("hidden_sizes must be whole numbers of at least 1, one per layer, such as 1150,1150,400, "
+                          "got %r" % (sizes,), setting="hidden_sizes")
+    if len(sizes) != num_layers:
+        raise ConfigError("hidden_sizes gives %d sizes for %d layers: give one per layer (num_layers %d)"
+                          % (len(sizes), num_layers, len(sizes)), setting="hidden_sizes")
+    if max(sizes) != hidden_dim:
+        raise ConfigError("with hidden_sizes, hidden_dim is the widest layer's size (the state's width): give "
+                          "hidden_dim %d, got %d" % (max(sizes), hidden_dim), setting="hidden_dim")
 
 
 def check_seed(name, value):

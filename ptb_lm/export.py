@@ -78,6 +78,9 @@ def mxnet_graph(model, config, vocab_size, folder):
     """The ONNX model MXNet's exporter writes for ``model``'s evaluation pass, with dynamic axes and opset 13;
     raises RuntimeError where it cannot."""
     onnx = _onnx()
+    if len(set(config.layer_dims)) > 1:
+        raise RuntimeError("MXNet's exporter: its graph is one RNN layer of one size, and this model's layers "
+                           "differ (%s)" % ",".join(map(str, config.layer_dims)))
     block = EvaluationGraph(model)
     block.hybridize()
     layers, hidden = config.num_layers, config.hidden_dim
@@ -248,6 +251,7 @@ def export_onnx(checkpoint, out, route="auto", force=False, data=None, test_batc
                 "format": FORMAT, "format_version": FORMAT_VERSION, "producer": PRODUCER, "route": taken,
                 "route_reason": why, "opset": OPSET, "mode": config.mode, "vocab_size": len(vocab),
                 "embed_dim": config.embed_dim, "hidden_dim": config.hidden_dim, "num_layers": config.num_layers,
+                "hidden_sizes": list(config.layer_dims),
                 "tied": config.tied, "num_steps": config.num_steps, "eval_batch_size": config.eval_batch,
                 "carries_state": family.carries_state, "heads": config.heads,
                 "ffn_dim": config.feed_forward,

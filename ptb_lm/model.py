@@ -11,7 +11,16 @@ kernels load, in both engines, else MXNet's):
       -> RNN layer 1 -> locked dropout (dropout_hidden) -> ... -> RNN layer L   (weights: weight_drop)
       -> locked dropout (dropout_output) -> Dense
 
-With dropout_hidden the fused RNN kernel runs once per layer, on its slice of the same packed parameters.
+With dropout_hidden, or layers of different sizes (hidden_sizes, AWD-LSTM's 1150 -> 1150 -> 400), the fused RNN
+kernel runs once per layer, on its slice of the same packed parameters. The state stays one array per kind,
+``(num_layers, N, hidden_dim)`` with hidden_dim the widest layer's size; a narrower layer reads and writes the
+first columns of its row, and the rest stay zero::
+
+    h0 (3, N, 1150):  layer 0  [h h h ... h]          1150 columns
+                      layer 1  [h h h ... h]          1150
+                      layer 2  [h h h h 0 ... 0]       400, then zeros
+
+so that the loops, the checkpoints, the ONNX interface and the portable scorer see one shape whatever the sizes.
 
 Layouts are time-major (TNC), as the chapter's. Left un-hybridized, the block runs
 op by op exactly as the chapter's ``gluon.Block`` did; ``hybridize()`` compiles the
@@ -45,7 +54,9 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     dropout : float
         Applied to the embeddings, between RNN layers and to the RNN's output.
     tied : bool
-        The decoder reuses the embedding's weight (needs embed_dim == hidden_dim).
+        The decoder reuses the embedding's weight (needs embed_dim == the last layer's size).
+    hidden_sizes : sequence of int or None
+        Each layer's size where they differ; ``hidden_dim`` must then be the largest (the state's width).
     init_scale : float or None
         None: the chapter's initialisers, Uniform(0.1) for the embedding and Xavier
         for the other weights. A number x: Uniform(x) for every weight (Zaremba).
@@ -71,7 +82,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     logits of shape ``(num_steps * batch_size, vocab_size)``.
 
     Auxiliary outputs (:meth:`keep_auxiliary`, :meth:`with_auxiliary`), each
-    ``(num_steps, batch_size, hidden_dim)``: ``hidden``, the last RNN layer's outputs,
+    ``(num_steps, batch_size, last layer's size)``: ``hidden``, the last RNN layer's outputs,
     and ``hidden_dropped``, the same after the output dropout (what the decoder reads).
     """
 
@@ -80,16 +91,23 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
 
     def __init__(self, mode, vocab_size, embed_dim, hidden_dim, num_layers, dropout=0.5, tied=False,
                  init_scale=None, sparse_grad=False, dropout_input=0.0, dropout_output=0.0, dropout_embedding=0.0,
-                 weight_drop=0.0, dropout_hidden=0.0, keyed_dropout=False, **kwargs):
+                 weight_drop=0.0, dropout_hidden=0.0, keyed_dropout=False, hidden_sizes=None, **kwargs):
         super(RNNModel, self).__init__(**kwargs)
         family_of(mode)  # an unknown mode is refused in the one wording
         if mode not in RNNFamily.modes:
             raise ConfigError("RNNModel takes %s; %r is another family's (ptb_lm.families)"
                               % (", ".join(RNNFamily.modes), mode), setting="mode")
-        if tied and embed_dim != hidden_dim:
-            raise ConfigError("tied weights need embed_dim == hidden_dim, got %d and %d" % (embed_dim, hidden_dim))
-        self.hidden_dim = hidden_dim
+        sizes = tuple(hidden_sizes) if hidden_sizes else (hidden_dim,) * num_layers
+        if len(sizes) != num_layers or max(sizes) != hidden_dim:
+            raise ConfigError("hidden_sizes %s: give one size per layer (%d), the largest being hidden_dim (%d)"
+                              % (",".join(map(str, sizes)), num_layers, hidden_dim), setting="hidden_sizes")
+        if tied and embed_dim != sizes[-1]:
+            raise ConfigError("tied weights need embed_dim == the last layer's size, got %d and %d"
+                              % (embed_dim, sizes[-1]))
+        self.hidden_dim = hidden_dim  # the state's width
+        self.hidden_sizes = sizes
         self.init_scale = init_scale
+        self._mode = mode
         self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameter vector (use_packed_rnn_params)
         self._rnn_weight_transform = None  # transform_rnn_weights
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
@@ -108,22 +126,21 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
             else:
                 self.encoder = nn.Embedding(vocab_size, embed_dim, sparse_grad=sparse_grad,
                                             weight_initializer=embedding_init)
-            layer_args = dict(hidden_size=hidden_dim, num_layers=num_layers, dropout=dropout,
-                              input_size=embed_dim, i2h_weight_initializer=weight_init,
-                              h2h_weight_initializer=weight_init)
-            if mode == "rnn_relu":
-                self.rnn = rnn.RNN(activation="relu", **layer_args)
-            elif mode == "rnn_tanh":
-                self.rnn = rnn.RNN(activation="tanh", **layer_args)
-            elif mode == "lstm":
-                self.rnn = rnn.LSTM(**layer_args)
-            else:
-                self.rnn = rnn.GRU(**layer_args)
+            layer_args = dict(i2h_weight_initializer=weight_init, h2h_weight_initializer=weight_init)
+            if len(set(sizes)) == 1:  # the chapter's: one Gluon layer holds them all
+                self.rnn = _rnn_layer(mode, hidden_size=hidden_dim, num_layers=num_layers, dropout=dropout,
+                                      input_size=embed_dim, **layer_args)
+            else:  # one Gluon layer each, which the forward pass chains (it never calls self.rnn itself)
+                self.rnn = nn.HybridSequential()
+                with self.rnn.name_scope():
+                    for size, inputs in zip(sizes, (embed_dim,) + sizes[:-1]):
+                        self.rnn.add(_rnn_layer(mode, hidden_size=size, num_layers=1, input_size=inputs,
+                                                **layer_args))
             if tied:
                 # Sharing the embedding's ParameterDict makes Dense find the same 'weight'.
-                self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, params=self.encoder.params)
+                self.decoder = nn.Dense(vocab_size, in_units=sizes[-1], params=self.encoder.params)
             else:
-                self.decoder = nn.Dense(vocab_size, in_units=hidden_dim, weight_initializer=weight_init)
+                self.decoder = nn.Dense(vocab_size, in_units=sizes[-1], weight_initializer=weight_init)
 
         segments = self._packed_segments()  # fixed from here on: the layout of the packed vector
         self._weight_drop = WeightDrop(weight_drop, segments, sites) if weight_drop else None
@@ -134,15 +151,32 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 self.lock_hidden = nn.HybridSequential()
                 for _ in range(num_layers - 1):
                     self.lock_hidden.add(Dropout(dropout_hidden, axes=(0,), site=sites()))
+        # one kernel call a layer: where a mask goes between the layers, or where their sizes differ
+        self._layer_by_layer = self.lock_hidden is not None or len(set(sizes)) > 1
+        self._between = dropout if len(set(sizes)) > 1 and self.lock_hidden is None else 0.0  # --dropout's there
+        self._layer_settings = [dict(rnn_kernel_settings(self._rnn_blocks()[0]), num_layers=1, p=0.0,
+                                     state_size=size) for size in sizes]
+
+    def _rnn_blocks(self):
+        """The Gluon RNN layers: one that holds every layer, or one per layer where their sizes differ."""
+        return list(self.rnn) if isinstance(self.rnn, nn.HybridSequential) else [self.rnn]
+
+    def rnn_layer_params(self):
+        """For each layer, first to last, its ``(i2h weight, h2h weight, i2h bias, h2h bias)`` Parameters: the
+        order a one-layer kernel call reads them in."""
+        layers = []
+        for block in self._rnn_blocks():
+            params = rnn_kernel_params(block)
+            for layer in range(rnn_kernel_settings(block)["num_layers"]):
+                layers.append(tuple(params["l%d_%s_%s" % (layer, gate, kind)]
+                                    for kind in ("weight", "bias") for gate in ("i2h", "h2h")))
+        return layers
 
     def _layer_pieces(self, segments):
         """For each layer, the ``(start, end)`` in the packed vector (laid out as ``segments``) of its i2h and h2h
         weights and biases, the order a one-layer kernel call reads them in."""
         where = {param.name: segment[:2] for param, segment in zip(self.rnn_params_in_kernel_order(), segments)}
-        names = rnn_kernel_params(self.rnn)
-        return [[where[names["l%d_%s_%s" % (layer, gate, kind)].name]
-                 for kind in ("weight", "bias") for gate in ("i2h", "h2h")]
-                for layer in range(rnn_kernel_settings(self.rnn)["num_layers"])]
+        return [[where[param.name] for param in layer] for layer in self.rnn_layer_params()]
 
     def _packed_segments(self):
         """``(start, end, is_h2h)`` of each parameter in the RNN kernel's packed vector."""
@@ -154,12 +188,16 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         return segments
 
     def rnn_params_in_kernel_order(self):
-        """The RNN's parameters in the order of MXNet's fused RNN kernel's one parameter vector:
-        every layer's i2h and h2h weights, then every layer's i2h and h2h biases."""
-        params = rnn_kernel_params(self.rnn)
-        layers = rnn_kernel_settings(self.rnn)["num_layers"]
-        return [params["l%d_%s_%s" % (layer, gate, kind)]
-                for kind in ("weight", "bias") for layer in range(layers) for gate in ("i2h", "h2h")]
+        """The RNN's parameters in the order of MXNet's fused RNN kernel's one parameter vector: every layer's
+        i2h and h2h weights, then every layer's i2h and h2h biases (where the layers' sizes differ, that vector
+        of each layer, one after the other)."""
+        order = []
+        for block in self._rnn_blocks():
+            params = rnn_kernel_params(block)
+            layers = rnn_kernel_settings(block)["num_layers"]
+            order += [params["l%d_%s_%s" % (layer, gate, kind)]
+                      for kind in ("weight", "bias") for layer in range(layers) for gate in ("i2h", "h2h")]
+        return order
 
     def use_packed_rnn_params(self, packed):
         """Feed the RNN kernel ``packed[ctx]`` directly instead of concatenating its parameters every call.
@@ -192,7 +230,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         key = self._dropout_keys.key(inputs.context)
         packed = self._packed_rnn_params.get(inputs.context)
         if packed is None and (self._rnn_weight_transform is not None or self._weight_drop is not None or
-                               self.lock_hidden is not None):
+                               self._layer_by_layer):
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
             packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
                                   dim=0)
@@ -219,39 +257,57 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
             hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params, key)
         dropped = self.drop(hidden) if self.lock_output is None else self.lock_output(hidden, key)
-        decoded = self.decoder(dropped.reshape((-1, self.hidden_dim)))
+        decoded = self.decoder(dropped.reshape((-1, self.hidden_sizes[-1])))
         auxiliary = {"hidden": hidden, "hidden_dropped": dropped}
         return (decoded, state) + tuple(auxiliary[name] for name in self.kept_auxiliary)
 
     def _fused_rnn(self, F, emb, state, packed, key=None):
-        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional); with locked
-        dropout between the layers, one kernel call a layer, each on its slice of ``packed`` and of the state."""
-        settings = rnn_kernel_settings(self.rnn)
-        if self.lock_hidden is None:
-            out = F.RNN(emb, packed, *state, bidirectional=False, state_outputs=True, **settings)
+        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional); layer by layer
+        (locked dropout between the layers, or their sizes differ), one kernel call a layer, each on its slice
+        of ``packed`` and its row of the state (its first columns, the rest kept zero: see the module)."""
+        if not self._layer_by_layer:
+            out = F.RNN(emb, packed, *state, bidirectional=False, state_outputs=True,
+                        **rnn_kernel_settings(self.rnn))
             return out[0], list(out[1:])
         x, finals = emb, [[] for _ in state]
-        for layer in range(settings["num_layers"]):
-            if layer > 0:
+        for layer, (size, settings) in enumerate(zip(self.hidden_sizes, self._layer_settings)):
+            if layer > 0 and self.lock_hidden is not None:
                 x = self.lock_hidden[layer - 1](x, key)
+            elif layer > 0 and self._between:
+                x = self.drop(x)
             own = F.concat(*[F.slice(packed, begin=(start,), end=(end,)) for start, end in self._layer_ranges[layer]],
                            dim=0)
-            own_state = [F.slice_axis(s, axis=0, begin=layer, end=layer + 1) for s in state]
-            out = F.RNN(x, own, *own_state, bidirectional=False, state_outputs=True,
-                        **dict(settings, num_layers=1, p=0.0))
+            own_state = [F.slice(s, begin=(layer, None, None), end=(layer + 1, None, size)) for s in state]
+            out = F.RNN(x, own, *own_state, bidirectional=False, state_outputs=True, **settings)
             x = out[0]
-            for kept, final in zip(finals, out[1:]):
+            for kept, final, s in zip(finals, out[1:], state):
+                if size < self.hidden_dim:
+                    final = F.concat(final, F.zeros_like(F.slice(s, begin=(layer, None, size), end=(layer + 1, None,
+                                                                                                     None))), dim=2)
                 kept.append(final)
         return x, [F.concat(*kept, dim=0) for kept in finals]
 
-    def begin_state(self, *args, **kwargs):
-        """The RNN's zero state: a list of ``(num_layers, batch_size, hidden_dim)`` arrays."""
-        return self.rnn.begin_state(*args, **kwargs)
+    def begin_state(self, batch_size=0, func=None, **kwargs):
+        """The RNN's zero state: a list of ``(num_layers, batch_size, hidden_dim)`` arrays (h, and c for lstm)."""
+        func = func or mx.nd.zeros
+        if not isinstance(self.rnn, nn.HybridSequential):
+            return self.rnn.begin_state(batch_size=batch_size, func=func, **kwargs)
+        shape = (len(self.hidden_sizes), batch_size, self.hidden_dim)
+        return [func(shape=shape, **kwargs) for _ in range(2 if self._mode == "lstm" else 1)]
 
     def initialize_parameters(self, ctx):
         """Initialise as the chapter does: Xavier unless a weight has its own initialiser."""
         default = mx.init.Uniform(self.init_scale) if self.init_scale else mx.init.Xavier()
         self.collect_params().initialize(default, ctx=ctx)
+
+
+def _rnn_layer(mode, **args):
+    """Gluon's RNN layer of ``mode``."""
+    if mode == "rnn_relu":
+        return rnn.RNN(activation="relu", **args)
+    if mode == "rnn_tanh":
+        return rnn.RNN(activation="tanh", **args)
+    return rnn.LSTM(**args) if mode == "lstm" else rnn.GRU(**args)
 
 
 def build_model(config, vocab_size, sparse_grad=False, kernels=False, keyed_dropout=False):
@@ -272,7 +328,7 @@ def tensor_sizes(config, vocab_size):
     fast engine's flat buffer of all of them, and the logits of a batch."""
     sizes = {"embedding": vocab_size * config.embed_dim}
     sizes.update(family_of(config.mode).layer_sizes(config))
-    sizes["decoder"] = vocab_size if config.tied else vocab_size * config.hidden_dim + vocab_size
+    sizes["decoder"] = vocab_size if config.tied else vocab_size * config.output_dim + vocab_size
     sizes[ALL_PARAMETERS] = sum(sizes.values())
     sizes["a batch's logits"] = config.num_steps * max(config.batch_size, config.eval_batch) * vocab_size
     return sizes

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 # The settings that fix the shapes of the parameters and of the optimizer's state: a checkpoint only resumes
 # under the same ones.
-ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "tied", "heads", "ffn_dim", "optimizer")
+ARCHITECTURE = ("mode", "embed_dim", "hidden_dim", "num_layers", "hidden_sizes", "tied", "heads", "ffn_dim", "optimizer")
 
 
 @dataclass

@@ -226,12 +226,18 @@ def _log_outputs(config):
         logger.info("events: %s", config.log_json)
 
 
+def describe_layers(config):
+    """``2x200``: layers x size; ``1150,1150,400`` where the sizes differ."""
+    sizes = config.layer_dims
+    return "%dx%d" % (len(sizes), sizes[0]) if len(set(sizes)) == 1 else ",".join(map(str, sizes))
+
+
 def _log_header(run, sharing):
     config = run.config
     batches = run.batches_per_epoch
-    logger.info("training %s %dx%d on %s%s: %d batches of %s%dx%d per epoch%s, %d epoch%s (engine %s; "
+    logger.info("training %s %s on %s%s: %d batches of %s%dx%d per epoch%s, %d epoch%s (engine %s; "
                 "kernels: %s; MXNet's CPU threads: %s; MXNet's engine: %s)",
-                config.mode, config.num_layers, config.hidden_dim, ", ".join(str(c) for c in run.ctxs),
+                config.mode, describe_layers(config), ", ".join(str(c) for c in run.ctxs),
                 " x %d workers" % run.num_workers if run.num_workers > 1 else "",
                 batches, "about " if config.variable_bptt else "", config.num_steps, config.batch_size,
                 " (--max-batches %d of %d)" % (batches, len(run.train_plan)) if batches < len(run.train_plan) else "",

@@ -25,6 +25,8 @@ CASES = {  # mode, and what else is exported
     "rnn_tanh": dict(mode="rnn_tanh"), "lstm-tied-3-layers": dict(mode="lstm", tied=True, num_layers=3),
     "lstm-awd-dropouts": dict(mode="lstm", tied=True, dropout=0.0, dropout_input=0.3, dropout_output=0.3,
                               dropout_embedding=0.2, weight_drop=0.4),  # none of them in the evaluation graph
+    "lstm-tied-3-layers-sized": dict(mode="lstm", tied=True, num_layers=3, hidden_dim=16,
+                                    hidden_sizes=(16, 9, 12)),  # narrower layers' state rows padded with zeros
     "transformer": dict(mode="transformer", heads=2), "transformer-tied-3-layers": dict(mode="transformer", heads=3,
                                                                                         tied=True, num_layers=3),
 }

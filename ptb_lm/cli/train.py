@@ -28,6 +28,19 @@ def _betas(text):
 _betas.__name__ = "B1,B2"
 
 
+def _sizes(text):
+    """``--hidden-sizes 1150,1150,400`` -> (1150, 1150, 400)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give one whole number per layer, such as 1150,1150,400, got %r"
+                                         % text) from None
+    return values
+
+
+_sizes.__name__ = "H1,H2,..."
+
+
 # flag -> (type, help); the default shown is TrainConfig's
 _TRAIN_FLAGS = [
     ("--mode", str, "rnn_relu, rnn_tanh, lstm or gru (the chapter's cells), or transformer (a causal "
@@ -35,6 +48,8 @@ _TRAIN_FLAGS = [
     ("--embed-dim", int, "embedding size"),
     ("--hidden-dim", int, "hidden state size of each RNN layer"),
     ("--num-layers", int, "number of stacked RNN layers"),
+    ("--hidden-sizes", _sizes, "each RNN layer's size, first to last, where they differ (AWD-LSTM's 1150,1150,400); "
+                               "--num-layers and --hidden-dim then follow from it"),
     ("--dropout", float, "dropout rate on embeddings, between layers and on outputs, in [0, 1)"),
     ("--dropout-input", float, "AWD-LSTM's locked dropout on the embeddings: one mask per sequence, shared over "
                                "time, instead of --dropout's there (give --dropout 0); in [0, 1)"),
@@ -129,6 +144,9 @@ def config_from_args(args):
     those that would change the architecture, and --preset).
     """
     explicit = {k: v for k, v in vars(args).items() if k not in ("preset", "resume", "config")}
+    if explicit.get("hidden_sizes"):  # the depth and the state's width follow, unless given too (then checked)
+        explicit.setdefault("num_layers", len(explicit["hidden_sizes"]))
+        explicit.setdefault("hidden_dim", max(explicit["hidden_sizes"]))
     if args.preset is not None and args.config is not None:
         raise ConfigError("--preset and --config both give every setting: give one of them")
     if args.resume:

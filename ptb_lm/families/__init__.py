@@ -107,7 +107,7 @@ def state_names(mode):
 
 
 def flops_per_token(config, vocab_size, context=0):
-    """Multiply-adds x 2 of one token's forward pass: the layers', then the decoder's ``hidden x vocab`` product
+    """Multiply-adds x 2 of one token's forward pass: the layers', then the decoder's ``last layer x vocab`` product
     (the embedding lookup counts 0). A training step costs about 3x this (forward, and backward to both
     inputs and weights)."""
-    return family_of(config.mode).layer_flops_per_token(config, context) + 2 * config.hidden_dim * vocab_size
+    return family_of(config.mode).layer_flops_per_token(config, context) + 2 * config.output_dim * vocab_size

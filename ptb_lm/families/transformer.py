@@ -44,6 +44,9 @@ class TransformerFamily(ModelFamily):
                                                                                     config.hidden_dim),
                               setting="hidden_dim")
         check_model_size(config.hidden_dim, config.heads)
+        if config.hidden_sizes is not None:
+            raise ConfigError("%s sizes an RNN's layers one by one; a transformer's layers share its one model "
+                              "size (--hidden-dim)" % arg("hidden_sizes"), setting="hidden_sizes")
         for name in AWD_DROPOUTS:
             if getattr(config, name):
                 raise ConfigError("%s is AWD-LSTM's, for an RNN mode; a transformer takes --dropout" % arg(name),
