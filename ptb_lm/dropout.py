@@ -87,6 +87,7 @@ class WeightDrop(object):
                 self._pieces[-1] = (self._pieces[-1][0], end, None)
             else:
                 self._pieces.append((start, end, sites() if is_h2h else None))
+        self._site_at = {start: site for start, _, site in self._pieces if site is not None}
 
     @property
     def sites(self):
@@ -99,6 +100,11 @@ class WeightDrop(object):
             piece = F.slice(packed, begin=(start,), end=(end,))
             pieces.append(piece if site is None else dropout(F, piece, key, self.rate, site=site))
         return F.concat(*pieces, dim=0)
+
+    def drop(self, F, weight, key, start):
+        """The hidden-to-hidden weight that starts at ``start`` in the packed vector, given alone (a model that
+        slices the vector layer by layer masks each there, sparing a copy of the whole): the same mask."""
+        return dropout(F, weight, key, self.rate, site=self._site_at[start])
 
 
 class Sites(object):

@@ -173,10 +173,21 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         return layers
 
     def _layer_pieces(self, segments):
-        """For each layer, the ``(start, end)`` in the packed vector (laid out as ``segments``) of its i2h and h2h
-        weights and biases, the order a one-layer kernel call reads them in."""
-        where = {param.name: segment[:2] for param, segment in zip(self.rnn_params_in_kernel_order(), segments)}
-        return [[where[param.name] for param in layer] for layer in self.rnn_layer_params()]
+        """For each layer, the ``(start, end, is_h2h)`` pieces of the packed vector (laid out as ``segments``) that
+        hold its i2h and h2h weights and biases in the order a one-layer kernel call reads them; adjacent pieces
+        are merged into one slice, except a hidden-to-hidden weight that weight drop masks."""
+        where = {param.name: segment for param, segment in zip(self.rnn_params_in_kernel_order(), segments)}
+        layers = []
+        for layer in self.rnn_layer_params():
+            pieces = []
+            for start, end, h2h in (where[param.name] for param in layer):
+                h2h = h2h and self._weight_drop is not None
+                if pieces and pieces[-1][1] == start and not h2h and not pieces[-1][2]:
+                    pieces[-1] = (pieces[-1][0], end, False)
+                else:
+                    pieces.append((start, end, h2h))
+            layers.append(pieces)
+        return layers
 
     def _packed_segments(self):
         """``(start, end, is_h2h)`` of each parameter in the RNN kernel's packed vector."""
@@ -218,7 +229,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         (every layer's i2h and h2h weights, then every layer's biases), shape ``(P,)``; write ``transform``
         with ``F``'s operators, since the fast engine applies it inside its compiled graph, to the flat
         buffer's view. The imperative engine packs the parameters itself for it, as Gluon's RNN layer does.
-        The gradient flows through it to the parameters. Set it before the first forward pass.
+        The gradient flows through it to the parameters; weight drop, if any, masks its result. Set it before
+        the first forward pass.
         """
         self._rnn_weight_transform = transform
 
@@ -251,10 +263,10 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         if packed_rnn_params is None:
             hidden, state = self.rnn(emb, state)
         else:
-            if self._weight_drop is not None:
-                packed_rnn_params = self._weight_drop(F, packed_rnn_params, key)
             if self._rnn_weight_transform is not None:
                 packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
+            if self._weight_drop is not None and not self._layer_by_layer:  # else layer by layer, on their slices
+                packed_rnn_params = self._weight_drop(F, packed_rnn_params, key)
             hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params, key)
         dropped = self.drop(hidden) if self.lock_output is None else self.lock_output(hidden, key)
         decoded = self.decoder(dropped.reshape((-1, self.hidden_sizes[-1])))
@@ -275,8 +287,10 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                 x = self.lock_hidden[layer - 1](x, key)
             elif layer > 0 and self._between:
                 x = self.drop(x)
-            own = F.concat(*[F.slice(packed, begin=(start,), end=(end,)) for start, end in self._layer_ranges[layer]],
-                           dim=0)
+            pieces = [F.slice(packed, begin=(start,), end=(end,)) for start, end, _ in self._layer_ranges[layer]]
+            pieces = [self._weight_drop.drop(F, piece, key, start) if h2h else piece
+                      for piece, (start, _, h2h) in zip(pieces, self._layer_ranges[layer])]
+            own = pieces[0] if len(pieces) == 1 else F.concat(*pieces, dim=0)
             own_state = [F.slice(s, begin=(layer, None, None), end=(layer + 1, None, size)) for s in state]
             out = F.RNN(x, own, *own_state, bidirectional=False, state_outputs=True, **settings)
             x = out[0]
