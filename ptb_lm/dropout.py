@@ -40,6 +40,20 @@ def dropout(F, x, key, rate, axes=(), site=0):
     return F.ptb_dropout(x, key, p=rate, axes=str(tuple(axes)), site=site)
 
 
+def dropout_range(F, x, key, rate, begin, end, size, site=0):
+    """``x`` (``(size,)``) with its elements ``[begin, end)`` dropped at ``rate`` as :func:`dropout` drops that slice
+    alone (the same mask), the rest unchanged: by the kernel in one pass, or by slicing when ``key`` is None."""
+    if rate == 0:
+        return F.identity(x)
+    if key is not None:
+        return F.ptb_dropout(x, key, p=rate, axes="()", site=site, begin=begin, end=end)
+    pieces = [F.slice(x, begin=(0,), end=(begin,))] if begin > 0 else []
+    pieces.append(dropout(F, F.slice(x, begin=(begin,), end=(end,)), None, rate))
+    if end < size:
+        pieces.append(F.slice(x, begin=(end,), end=(size,)))
+    return pieces[0] if len(pieces) == 1 else F.concat(*pieces, dim=0)
+
+
 class Dropout(gluon.HybridBlock):
     """``nn.Dropout(rate, axes)``; called with a key (:class:`DropoutKeys`) it runs ptb_lm's kernel.
 
@@ -87,7 +101,6 @@ class WeightDrop(object):
                 self._pieces[-1] = (self._pieces[-1][0], end, None)
             else:
                 self._pieces.append((start, end, sites() if is_h2h else None))
-        self._site_at = {start: site for start, _, site in self._pieces if site is not None}
 
     @property
     def sites(self):
@@ -101,10 +114,13 @@ class WeightDrop(object):
             pieces.append(piece if site is None else dropout(F, piece, key, self.rate, site=site))
         return F.concat(*pieces, dim=0)
 
-    def drop(self, F, weight, key, start):
-        """The hidden-to-hidden weight that starts at ``start`` in the packed vector, given alone (a model that
-        slices the vector layer by layer masks each there, sparing a copy of the whole): the same mask."""
-        return dropout(F, weight, key, self.rate, site=self._site_at[start])
+    def within(self, F, vector, key, start, end):
+        """The piece ``[start, end)`` of the packed vector, given alone as ``vector`` (a model run layer by layer
+        takes each layer's so), with its hidden-to-hidden weights masked in place: the same masks."""
+        for begin, stop, site in self._pieces:
+            if site is not None and start <= begin and stop <= end:
+                vector = dropout_range(F, vector, key, self.rate, begin - start, stop - start, end - start, site)
+        return vector
 
 
 class Sites(object):

@@ -108,7 +108,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         self.hidden_sizes = sizes
         self.init_scale = init_scale
         self._mode = mode
-        self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameter vector (use_packed_rnn_params)
+        self._packed_rnn_params = {}  # ctx -> the RNN kernel's packed parameters, in pieces (use_packed_rnn_params)
         self._rnn_weight_transform = None  # transform_rnn_weights
         weight_init = mx.init.Uniform(init_scale) if init_scale else None  # None: the global Xavier
         self._dropout_keys = DropoutKeys(keyed_dropout and any((dropout_input, dropout_output, dropout_embedding,
@@ -142,17 +142,16 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
             else:
                 self.decoder = nn.Dense(vocab_size, in_units=sizes[-1], weight_initializer=weight_init)
 
+        # one kernel call a layer: where a mask goes between the layers, or where their sizes differ
+        self._layer_by_layer = bool(dropout_hidden and num_layers > 1) or len(set(sizes)) > 1
         segments = self._packed_segments()  # fixed from here on: the layout of the packed vector
         self._weight_drop = WeightDrop(weight_drop, segments, sites) if weight_drop else None
-        self._layer_ranges = self._layer_pieces(segments)
         with self.name_scope():
             self.lock_hidden = None  # between layer l and l + 1: lock_hidden[l]
             if dropout_hidden and num_layers > 1:
                 self.lock_hidden = nn.HybridSequential()
                 for _ in range(num_layers - 1):
                     self.lock_hidden.add(Dropout(dropout_hidden, axes=(0,), site=sites()))
-        # one kernel call a layer: where a mask goes between the layers, or where their sizes differ
-        self._layer_by_layer = self.lock_hidden is not None or len(set(sizes)) > 1
         self._between = dropout if len(set(sizes)) > 1 and self.lock_hidden is None else 0.0  # --dropout's there
         self._layer_settings = [dict(rnn_kernel_settings(self._rnn_blocks()[0]), num_layers=1, p=0.0,
                                      state_size=size) for size in sizes]
@@ -172,22 +171,17 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                                     for kind in ("weight", "bias") for gate in ("i2h", "h2h")))
         return layers
 
-    def _layer_pieces(self, segments):
-        """For each layer, the ``(start, end, is_h2h)`` pieces of the packed vector (laid out as ``segments``) that
-        hold its i2h and h2h weights and biases in the order a one-layer kernel call reads them; adjacent pieces
-        are merged into one slice, except a hidden-to-hidden weight that weight drop masks."""
-        where = {param.name: segment for param, segment in zip(self.rnn_params_in_kernel_order(), segments)}
-        layers = []
+    def rnn_packed_ranges(self):
+        """The ``(start, end)`` pieces of the packed vector the model takes as separate arrays
+        (:meth:`use_packed_rnn_params`): the whole, or each layer's where it runs layer by layer."""
+        if not self._layer_by_layer:
+            return [(0, sum(int(np.prod(p.shape)) for p in self.rnn_params_in_kernel_order()))]
+        spans, start = [], 0
         for layer in self.rnn_layer_params():
-            pieces = []
-            for start, end, h2h in (where[param.name] for param in layer):
-                h2h = h2h and self._weight_drop is not None
-                if pieces and pieces[-1][1] == start and not h2h and not pieces[-1][2]:
-                    pieces[-1] = (pieces[-1][0], end, False)
-                else:
-                    pieces.append((start, end, h2h))
-            layers.append(pieces)
-        return layers
+            end = start + sum(int(np.prod(p.shape)) for p in layer)
+            spans.append((start, end))
+            start = end
+        return spans
 
     def _packed_segments(self):
         """``(start, end, is_h2h)`` of each parameter in the RNN kernel's packed vector."""
@@ -200,26 +194,26 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
 
     def rnn_params_in_kernel_order(self):
         """The RNN's parameters in the order of MXNet's fused RNN kernel's one parameter vector: every layer's
-        i2h and h2h weights, then every layer's i2h and h2h biases (where the layers' sizes differ, that vector
-        of each layer, one after the other)."""
-        order = []
-        for block in self._rnn_blocks():
-            params = rnn_kernel_params(block)
-            layers = rnn_kernel_settings(block)["num_layers"]
-            order += [params["l%d_%s_%s" % (layer, gate, kind)]
-                      for kind in ("weight", "bias") for layer in range(layers) for gate in ("i2h", "h2h")]
-        return order
+        i2h and h2h weights, then every layer's i2h and h2h biases; run layer by layer, each layer's one-layer
+        vector (i2h and h2h weights, i2h and h2h biases) after the other's."""
+        if self._layer_by_layer:
+            return [param for layer in self.rnn_layer_params() for param in layer]
+        params = rnn_kernel_params(self.rnn)
+        layers = rnn_kernel_settings(self.rnn)["num_layers"]
+        return [params["l%d_%s_%s" % (layer, gate, kind)]
+                for kind in ("weight", "bias") for layer in range(layers) for gate in ("i2h", "h2h")]
 
     def use_packed_rnn_params(self, packed):
         """Feed the RNN kernel ``packed[ctx]`` directly instead of concatenating its parameters every call.
 
-        ``packed[ctx]`` must be one 1-D array holding :meth:`rnn_params_in_kernel_order`'s
-        parameters back to back, each of them a view into it (the fast engine's flat buffer
-        does this), marked for autograd with its gradient. Gluon's RNN layer copies them into
-        such a vector, and its backward copies the gradient out, on every batch. Call before
-        the first forward pass: a hybridized graph keeps the inputs it was built with.
+        ``packed[ctx]`` must be a list of 1-D arrays, one per piece of :meth:`rnn_packed_ranges`, together
+        holding :meth:`rnn_params_in_kernel_order`'s parameters back to back, each parameter a view into
+        them (the fast engine's flat buffer does this), each array marked for autograd with its gradient.
+        Gluon's RNN layer copies the parameters into one such vector, and its backward copies the gradient
+        out, on every batch; a model run layer by layer takes each layer's piece as it is. Call before the
+        first forward pass: a hybridized graph keeps the inputs it was built with.
         """
-        self._packed_rnn_params = dict(packed)
+        self._packed_rnn_params = {ctx: list(arrays) for ctx, arrays in dict(packed).items()}
 
     def transform_rnn_weights(self, transform):
         """Apply ``transform(F, packed) -> packed`` to the RNN's weights at every forward pass, in both engines:
@@ -244,8 +238,10 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         if packed is None and (self._rnn_weight_transform is not None or self._weight_drop is not None or
                                self._layer_by_layer):
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
-            packed = mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p in self.rnn_params_in_kernel_order()],
-                                  dim=0)
+            params = self.rnn_params_in_kernel_order()
+            starts = np.cumsum([0] + [int(np.prod(p.shape)) for p in params]).tolist()
+            packed = [mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p, at in zip(params, starts)
+                                     if start <= at < end], dim=0) for start, end in self.rnn_packed_ranges()]
         extra = [packed, key] if key is not None else [packed] if packed is not None else []  # the inputs given
         if packed is None:
             out = super(RNNModel, self).forward(inputs, state, *extra)
@@ -257,40 +253,45 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         return out[0], out[1], list(out[2:])
 
     def hybrid_forward(self, F, inputs, state, packed_rnn_params=None, key=None, **params):
-        """``key``: the forward pass's dropout key for AWD-LSTM's dropouts, or None (ptb_lm.dropout)."""
+        """``packed_rnn_params``: the RNN's packed parameters, a list of :meth:`rnn_packed_ranges`' pieces, or None
+        (the RNN layer's own); ``key``: the forward pass's dropout key for AWD-LSTM's dropouts, or None
+        (ptb_lm.dropout)."""
         emb = self.encoder(inputs, key) if isinstance(self.encoder, DroppedEmbedding) else self.encoder(inputs)
         emb = self.drop(emb) if self.lock_input is None else self.lock_input(emb, key)
         if packed_rnn_params is None:
             hidden, state = self.rnn(emb, state)
         else:
-            if self._rnn_weight_transform is not None:
-                packed_rnn_params = self._rnn_weight_transform(F, packed_rnn_params)
-            if self._weight_drop is not None and not self._layer_by_layer:  # else layer by layer, on their slices
-                packed_rnn_params = self._weight_drop(F, packed_rnn_params, key)
-            hidden, state = self._fused_rnn(F, emb, state, packed_rnn_params, key)
+            pieces = list(packed_rnn_params)
+            if self._rnn_weight_transform is not None:  # it sees the one vector
+                whole = self._rnn_weight_transform(F, pieces[0] if len(pieces) == 1 else F.concat(*pieces, dim=0))
+                pieces = [F.slice(whole, begin=(start,), end=(end,)) for start, end in self.rnn_packed_ranges()]
+            if self._weight_drop is not None and not self._layer_by_layer:  # else on each layer's piece
+                pieces = [self._weight_drop(F, pieces[0], key)]
+            hidden, state = self._fused_rnn(F, emb, state, pieces, key)
         dropped = self.drop(hidden) if self.lock_output is None else self.lock_output(hidden, key)
         decoded = self.decoder(dropped.reshape((-1, self.hidden_sizes[-1])))
         auxiliary = {"hidden": hidden, "hidden_dropped": dropped}
         return (decoded, state) + tuple(auxiliary[name] for name in self.kept_auxiliary)
 
-    def _fused_rnn(self, F, emb, state, packed, key=None):
-        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional); layer by layer
-        (locked dropout between the layers, or their sizes differ), one kernel call a layer, each on its slice
-        of ``packed`` and its row of the state (its first columns, the rest kept zero: see the module)."""
+    def _fused_rnn(self, F, emb, state, pieces, key=None):
+        """What Gluon's RNN layer does after concatenating its parameters (TNC, unidirectional), on ``pieces``
+        (:meth:`rnn_packed_ranges`); layer by layer (locked dropout between the layers, or their sizes differ),
+        one kernel call a layer on its own piece and its row of the state (its first columns, the rest kept
+        zero: see the module)."""
         if not self._layer_by_layer:
-            out = F.RNN(emb, packed, *state, bidirectional=False, state_outputs=True,
+            out = F.RNN(emb, pieces[0], *state, bidirectional=False, state_outputs=True,
                         **rnn_kernel_settings(self.rnn))
             return out[0], list(out[1:])
         x, finals = emb, [[] for _ in state]
-        for layer, (size, settings) in enumerate(zip(self.hidden_sizes, self._layer_settings)):
+        spans = self.rnn_packed_ranges()
+        for layer, (size, settings, own, span) in enumerate(zip(self.hidden_sizes, self._layer_settings, pieces,
+                                                                spans)):
             if layer > 0 and self.lock_hidden is not None:
                 x = self.lock_hidden[layer - 1](x, key)
             elif layer > 0 and self._between:
                 x = self.drop(x)
-            pieces = [F.slice(packed, begin=(start,), end=(end,)) for start, end, _ in self._layer_ranges[layer]]
-            pieces = [self._weight_drop.drop(F, piece, key, start) if h2h else piece
-                      for piece, (start, _, h2h) in zip(pieces, self._layer_ranges[layer])]
-            own = pieces[0] if len(pieces) == 1 else F.concat(*pieces, dim=0)
+            if self._weight_drop is not None:
+                own = self._weight_drop.within(F, own, key, *span)
             own_state = [F.slice(s, begin=(layer, None, None), end=(layer + 1, None, size)) for s in state]
             out = F.RNN(x, own, *own_state, bidirectional=False, state_outputs=True, **settings)
             x = out[0]

@@ -24,9 +24,10 @@ Two updaters, one per engine (:data:`~ptb_lm.config.ENGINES`), do the same math:
   never written.
 
 The RNN's parameters lead the buffer in the order of MXNet's fused RNN kernel, so
-that slice is handed to the model as the kernel's one parameter vector
-(:meth:`~ptb_lm.model.RNNModel.use_packed_rnn_params`): Gluon's RNN layer would
-otherwise concatenate them every forward pass and split the gradient every backward.
+that slice is handed to the model as the kernel's one parameter vector, or one per
+layer where it runs layer by layer (:meth:`~ptb_lm.model.RNNModel.use_packed_rnn_params`):
+Gluon's RNN layer would otherwise concatenate them every forward pass and split the
+gradient every backward.
 
 Why clip at all: an RNN's gradient can explode over a few steps, and one huge
 step undoes the training so far.
@@ -207,11 +208,11 @@ class FlatUpdater(_Averaging):
                 autograd.mark_variables([view], [grad_view], grad_reqs="write")
             offset += size
         if pack_rnn:
-            rnn_size = sum(sizes[:len(rnn)])
-            packed = {}
+            packed = {}  # the RNN's piece(s) of the buffer, each a variable with its gradient's view
             for ctx, weights, grads in zip(self.ctxs, self.weights, self.grads):
-                packed[ctx] = weights[:rnn_size]
-                autograd.mark_variables([packed[ctx]], [grads[:rnn_size]], grad_reqs="write")
+                packed[ctx] = [weights[start:end] for start, end in model.rnn_packed_ranges()]
+                autograd.mark_variables(packed[ctx], [grads[start:end] for start, end in model.rnn_packed_ranges()],
+                                        grad_reqs="write")
             model.use_packed_rnn_params(packed)
         if kv is not None:
             kv.init(GRAD_KEY, mx.nd.zeros((total,), ctx=self.ctxs[0]))

@@ -77,6 +77,36 @@ def test_the_kernels_masks_and_gradient_are_the_formulas(loaded, shape, axes, p)
     np.testing.assert_array_equal(grad, head.asnumpy() * mask)
 
 
+@pytest.mark.parametrize("size,begin,end", [(50000, 1234, 41233), (30, 0, 30), (30, 3, 17), (30, 0, 9), (30, 9, 30),
+                                            (30, 5, 5)])
+def test_a_range_is_dropped_as_its_slice_alone_and_the_rest_copied(loaded, size, begin, end):
+    """ptb_dropout's begin/end (weight drop on one piece of a packed vector): inside, numpy's mask of a vector
+    of the range's length; outside, the data itself, value and gradient."""
+    rng = np.random.RandomState(4)
+    x, head = (mx.nd.array(rng.normal(size=(size,))) for _ in range(2))
+    key = [rng.randint(1, 2 ** 31 - 1) for _ in range(4)]
+    x.attach_grad()
+    with autograd.record():
+        out = mx.nd.ptb_dropout(x, mx.nd.array(key, dtype="int32"), p=0.4, axes="()", site=2, begin=begin, end=end)
+    out.backward(head)
+    mask = np.ones(size, dtype=np.float32)
+    mask[begin:end] = expected_mask((end - begin,), (), key, 2, 0.4)
+    assert end - begin < 9 or 0 < (mask[begin:end] == 0).mean() < 1
+    np.testing.assert_array_equal(out.asnumpy(), x.asnumpy() * mask)
+    np.testing.assert_array_equal(x.grad.asnumpy(), head.asnumpy() * mask)
+
+
+def test_a_range_with_mxnets_masks_drops_inside_it_only():
+    """Without the kernel (a key of None) the same call slices, drops by MXNet's Dropout and concatenates."""
+    from ptb_lm.dropout import dropout_range
+
+    x = mx.nd.ones((40,))
+    with autograd.train_mode():
+        out = dropout_range(mx.nd, x, None, 0.5, 10, 30, 40).asnumpy()
+    assert (out[:10] == 1).all() and (out[30:] == 1).all()
+    assert set(np.unique(out[10:30])) <= {0.0, 2.0} and 0 < (out[10:30] == 0).mean() < 1
+
+
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_the_rescale_and_the_keep_rate_are_mxnets(loaded, p):
     """Kept elements are scaled exactly as MXNet's Dropout scales them, and as many are kept (within 5 sigma)."""

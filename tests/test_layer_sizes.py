@@ -14,7 +14,7 @@ from ptb_lm.families import family_of
 from ptb_lm.model import ALL_PARAMETERS, RNNModel, tensor_sizes
 from ptb_lm.runtime.internals import rnn_kernel_params
 
-from helpers import one_line_error, run_cli, tiny_config
+from helpers import needs_kernels, one_line_error, run_cli, tiny_config
 
 SIZES = (7, 10, 5)  # a wide middle layer, a narrow last one tied to an embedding of 5
 CELLS = {"lstm": lambda h, i: rnn.LSTM(h, input_size=i), "gru": lambda h, i: rnn.GRU(h, input_size=i),
@@ -138,3 +138,36 @@ def test_both_engines_train_it_alike_with_awds_regularisers_and_a_resume_is_exac
     config = tiny_config(tiny_corpus, **dict(AWD_TINY, embed_dim=6, hidden_dim=10, num_layers=3,
                                              hidden_sizes=(10, 8, 6), tied=True))
     engines_agree_and_a_resume_is_exact(config, tmp_path)
+
+
+@needs_kernels
+@pytest.mark.parametrize("engine", ["fast", "imperative"])
+def test_weight_drop_masks_each_layers_hidden_to_hidden_weights_as_numpy_draws_them(loaded, tiny_corpus, engine):
+    """Run layer by layer, each layer's piece of the packed vector (the flat buffer's, on the fast engine) is
+    masked in place; the oracle is Gluon's one-layer layers chained, holding the weights numpy masked."""
+    from ptb_lm.assembly import assemble
+    from ptb_lm.data import Corpus
+
+    from philox_reference import expected_mask
+    from test_regularisers import training_pass
+
+    config = tiny_config(tiny_corpus, mode="lstm", engine=engine, dropout=0.0, weight_drop=0.5, seed=3,
+                         embed_dim=8, hidden_dim=10, num_layers=3, hidden_sizes=(10, 7, 8), tied=True)
+    model = assemble(config, Corpus(tiny_corpus)).model
+    assert bool(model._packed_rnn_params) == (engine == "fast")
+    model.keep_auxiliary(["hidden"])
+    key, data, state, _, auxiliary = training_pass(model, 5, hybridized=False)
+    x = model.encoder(data)
+    for index, (block, site, size) in enumerate(zip(model.rnn, model._weight_drop.sites, (10, 7, 8))):
+        layer = rnn.LSTM(size, input_size=x.shape[2])
+        layer.initialize()
+        theirs = rnn_kernel_params(block)
+        for name, param in rnn_kernel_params(layer).items():
+            value = theirs[name].data()
+            if name == "l0_h2h_weight":
+                mask = expected_mask((value.size,), (), key, site, 0.5).reshape(value.shape)
+                assert 0 < (mask == 0).mean() < 1
+                value = value * mx.nd.array(mask)
+            param.set_data(value)
+        x, _ = layer(x, [mx.nd.slice(s, begin=(index, 0, 0), end=(index + 1, None, size)) for s in state])
+    np.testing.assert_allclose(auxiliary["hidden"].asnumpy(), x.asnumpy(), rtol=1e-5, atol=1e-6)

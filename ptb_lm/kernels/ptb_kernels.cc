@@ -313,7 +313,7 @@ MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::str
   return MX_SUCCESS;
 }
 
-// ptb_dropout(data (...) float32, key (4,) int32; p, axes, site) -> out (...)
+// ptb_dropout(data (...) float32, key (4,) int32; p, axes, site, begin, end) -> out (...)
 //   out = data * mask, mask = 1 / (1 - p) where kept and 0 where dropped, as MXNet's Dropout computes it.
 //   The mask has data's shape with the axes in `axes` set to 1 and is broadcast along them (MXNet's
 //   Dropout(axes=...): axes=(0,) on (T, N, C) draws one mask per sequence, shared over time).
@@ -323,6 +323,9 @@ MXReturnValue layer_norm_backward(const std::unordered_map<std::string, std::str
 //   alone (not on the thread count, nor on what ran before).
 //   A key whose first word is 0 is evaluation: out = data. A loaded operator is not told whether MXNet
 //   trains, so the caller says it in the key (ptb_lm/dropout.py).
+//   With begin and end (and no axes), only the elements [begin, end) of the flattened data are dropped,
+//   as if that range were the data (its element begin is mask element 0); the rest is copied. So one
+//   piece of a packed vector (a hidden-to-hidden weight) is masked without slicing it out and back.
 //   d data = d out * mask; the key gets no gradient.
 
 // Philox4x32-10 (Salmon et al. 2011, Random123's constants): counter c, key (k0, k1) -> 4 random words in c.
@@ -430,17 +433,31 @@ MXReturnValue apply_dropout(const std::unordered_map<std::string, std::string>& 
     MX_ERROR_MSG << "ptb_dropout: an axis in " << attrs.at("axes") << " is outside the data's " << ndim << " axes";
     return MX_FAIL;
   }
+  auto begin_attr = attrs.find("begin"), end_attr = attrs.find("end");
+  const int64_t begin = begin_attr == attrs.end() ? 0 : std::stoll(begin_attr->second);
+  const int64_t end = end_attr == attrs.end() ? size : std::stoll(end_attr->second);
+  if (begin < 0 || end < begin || end > size || (shared != 0 && (begin != 0 || end != size))) {
+    MX_ERROR_MSG << "ptb_dropout: the range [" << begin << ", " << end << ") needs 0 <= begin <= end <= " << size
+                 << " and no axes";
+    return MX_FAIL;
+  }
   if (shared == 0) {  // one mask element per element: draw and apply a chunk at a time
-    const int64_t chunks = (size + kChunk - 1) / kChunk;
-#pragma omp parallel num_threads(team()) if (size >= (1 << 15))
+    if (y != x) {
+      std::memcpy(y, x, begin * sizeof(float));
+      std::memcpy(y + end, x + end, (size - end) * sizeof(float));
+    }
+    const float* xs = x + begin;
+    float* ys = y + begin;
+    const int64_t count_all = end - begin, chunks = (count_all + kChunk - 1) / kChunk;
+#pragma omp parallel num_threads(team()) if (count_all >= (1 << 15))
     {
       float mask[kChunk];
 #pragma omp for schedule(static)
       for (int64_t k = 0; k < chunks; ++k) {
-        const int64_t first = k * kChunk, count = std::min(kChunk, size - first);
+        const int64_t first = k * kChunk, count = std::min(kChunk, count_all - first);
         fill_mask(draw, first / 4, (count + 3) / 4, mask);
 #pragma omp simd
-        for (int64_t j = 0; j < count; ++j) y[first + j] = x[first + j] * mask[j];
+        for (int64_t j = 0; j < count; ++j) ys[first + j] = xs[first + j] * mask[j];
       }
     }
     return MX_SUCCESS;
