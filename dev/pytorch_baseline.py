@@ -45,6 +45,9 @@ CONFIGS = {
                                 lr=1.0, clipping_norm=5.0 / 20),
     "transformer-small-shape": dict(mode="transformer", embed=200, hidden=200, layers=2, dropout=0.1, batch=20,
                                     steps=35, lr=5.0 / 35, clipping_norm=0.25, heads=2, ffn=200),
+    # and, for --train-epochs, the example's own tied recipe (ptb_lm's preset pytorch-tied-200)
+    "pytorch-tied-200": dict(mode="lstm", embed=200, hidden=200, layers=2, dropout=0.2, batch=20, steps=35,
+                             lr=20.0 / 35, clipping_norm=0.25, tied=True),
 }
 
 
@@ -86,7 +89,7 @@ def batchify(ids, batch):
 class Model(nn.Module):
     """Embedding -> dropout -> RNN -> dropout -> Linear -> log_softmax, as the example's RNNModel."""
 
-    def __init__(self, vocab, mode, embed, hidden, layers, dropout):
+    def __init__(self, vocab, mode, embed, hidden, layers, dropout, tied=False):
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.encoder = nn.Embedding(vocab, embed)
@@ -99,6 +102,8 @@ class Model(nn.Module):
         for weight in (self.encoder.weight, self.decoder.weight):
             nn.init.uniform_(weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
+        if tied:  # the example's --tied
+            self.decoder.weight = self.encoder.weight
 
     def forward(self, tokens, state):
         """``tokens`` (steps, batch) -> log-probabilities (steps * batch, vocab), new state."""
@@ -172,7 +177,7 @@ def build(cfg, vocab):
     """The config's model: the example's RNNModel or its TransformerModel."""
     if cfg["mode"] == "transformer":
         return TransformerModel(vocab, cfg["hidden"], cfg["heads"], cfg["ffn"], cfg["layers"], cfg["dropout"])
-    return Model(vocab, cfg["mode"], cfg["embed"], cfg["hidden"], cfg["layers"], cfg["dropout"])
+    return Model(vocab, cfg["mode"], cfg["embed"], cfg["hidden"], cfg["layers"], cfg["dropout"], cfg.get("tied", False))
 
 
 def detach(state):
@@ -285,7 +290,8 @@ def train_full(name, corpus, vocab, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="ptb.zip (holding ptb/ptb.{train,valid}.txt) or a folder holding those files")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of: " + ", ".join(CONFIGS))
+    timed = [name for name in CONFIGS if name != "pytorch-tied-200"]
+    parser.add_argument("--configs", default=",".join(timed), help="comma-separated, of: " + ", ".join(CONFIGS))
     parser.add_argument("--max-batches", type=int, default=200, help="training batches timed")
     parser.add_argument("--eval-batches", type=int, default=200, help="validation batches timed")
     parser.add_argument("--warmup", type=int, default=20, help="batches run before timing")
