@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, arg
 from .families import MODES, family_of  # noqa: F401 - MODES: every --mode, named here too
 from .families.rnn import RNNFamily
 
@@ -221,14 +221,16 @@ def check_hidden_sizes(sizes, num_layers, hidden_dim):
     state's width, which every layer's state is padded to (ptb_lm.model.RNNModel)."""
     if not (isinstance(sizes, tuple) and sizes and
             all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes)):
-        raise ConfigError("hidden_sizes must be whole numbers of at least 1, one per layer, such as 1150,1150,400, "
-                          "got %r" % (sizes,), setting="hidden_sizes")
+        raise ConfigError("%s must be whole numbers of at least 1, one per layer, such as 1150,1150,400, got %r"
+                          % (arg("hidden_sizes"), sizes), setting="hidden_sizes")
     if len(sizes) != num_layers:
-        raise ConfigError("hidden_sizes gives %d sizes for %d layers: give one per layer (num_layers %d)"
-                          % (len(sizes), num_layers, len(sizes)), setting="hidden_sizes")
+        raise ConfigError("%s gives %d sizes for %d layers: give one size per layer, or %s"
+                          % (arg("hidden_sizes"), len(sizes), num_layers, arg("num_layers", len(sizes))),
+                          setting="hidden_sizes")
     if max(sizes) != hidden_dim:
-        raise ConfigError("with hidden_sizes, hidden_dim is the widest layer's size (the state's width): give "
-                          "hidden_dim %d, got %d" % (max(sizes), hidden_dim), setting="hidden_dim")
+        raise ConfigError("with %s, %s is the widest layer's size (the state's width): give %s, got %d"
+                          % (arg("hidden_sizes"), arg("hidden_dim"), arg("hidden_dim", max(sizes)), hidden_dim),
+                          setting="hidden_dim")
 
 
 def check_seed(name, value):

@@ -2,7 +2,7 @@
 
     ids (num_steps, batch_size)
       -> Embedding -> Dropout -> RNN x num_layers (dropout between layers) -> Dropout
-      -> reshape to (num_steps * batch_size, hidden_dim) -> Dense -> logits (num_steps * batch_size, vocab_size)
+      -> reshape to (num_steps * batch_size, last layer's size) -> Dense -> logits (num_steps * batch_size, vocab_size)
 
 AWD-LSTM's dropouts, each off unless given (ptb_lm.dropout; their masks are ptb_lm's generator's where the
 kernels load, in both engines, else MXNet's):
@@ -220,7 +220,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         the way in for a regulariser on the weights themselves (weight drop).
 
         ``packed`` is the RNN kernel's one parameter vector, laid out as :meth:`rnn_params_in_kernel_order`
-        (every layer's i2h and h2h weights, then every layer's biases), shape ``(P,)``; write ``transform``
+        (every layer's i2h and h2h weights, then every layer's biases; run layer by layer, each layer's
+        weights and biases, one layer after the other), shape ``(P,)``; write ``transform``
         with ``F``'s operators, since the fast engine applies it inside its compiled graph, to the flat
         buffer's view. The imperative engine packs the parameters itself for it, as Gluon's RNN layer does.
         The gradient flows through it to the parameters; weight drop, if any, masks its result. Set it before

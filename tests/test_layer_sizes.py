@@ -107,7 +107,7 @@ def test_what_the_family_says_of_such_a_model_is_what_it_does(mode):
 
 @pytest.mark.parametrize("changes, setting, words", [
     (dict(hidden_sizes=(7, 10), hidden_dim=10), "hidden_sizes", "2 sizes for 3 layers"),
-    (dict(hidden_sizes=(7, 10, 5), hidden_dim=7), "hidden_dim", "give hidden_dim 10"),
+    (dict(hidden_sizes=(7, 10, 5), hidden_dim=7), "hidden_dim", "give hidden_dim=10"),
     (dict(hidden_sizes=(7, 0, 5), hidden_dim=10), "hidden_sizes", "whole numbers"),
     (dict(hidden_sizes=(7, 10, 6), hidden_dim=10, tied=True), "embed_dim", "last layer's size"),
     (dict(hidden_sizes=(10, 10, 10), hidden_dim=10, mode="transformer", embed_dim=10), "hidden_sizes",

@@ -67,7 +67,7 @@ class RNNFamily(ModelFamily):
         return sizes
 
     def activation_floats_per_token(self, config):
-        return 6 * GATES[config.mode] * config.hidden_dim
+        return 6 * GATES[config.mode] * sum(config.layer_dims) // config.num_layers  # per layer, on average
 
     def layer_flops_per_token(self, config, context=0):
         """Each layer does ``gates`` matrix-vector products with its input and its state."""
