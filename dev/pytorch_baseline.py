@@ -45,7 +45,9 @@ CONFIGS = {
                                 lr=1.0, clipping_norm=5.0 / 20),
     "transformer-small-shape": dict(mode="transformer", embed=200, hidden=200, layers=2, dropout=0.1, batch=20,
                                     steps=35, lr=5.0 / 35, clipping_norm=0.25, heads=2, ffn=200),
-    # and, for --train-epochs, the example's own tied recipe (ptb_lm's preset pytorch-tied-200)
+}
+# Whole recipes for --train-epochs, each a ptb_lm preset of the same name written out
+RECIPES = {
     "pytorch-tied-200": dict(mode="lstm", embed=200, hidden=200, layers=2, dropout=0.2, batch=20, steps=35,
                              lr=20.0 / 35, clipping_norm=0.25, tied=True),
 }
@@ -252,7 +254,7 @@ def train_full(name, corpus, vocab, args):
     loss does not improve (the example divides it by 4), the best epoch's weights kept for the test."""
     import copy
 
-    cfg = dict(CONFIGS[name])
+    cfg = dict(CONFIGS[name] if name in CONFIGS else RECIPES[name])
     if args.lr is not None:
         cfg["lr"] = args.lr
     if args.dropout is not None:
@@ -290,8 +292,8 @@ def train_full(name, corpus, vocab, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="ptb.zip (holding ptb/ptb.{train,valid}.txt) or a folder holding those files")
-    timed = [name for name in CONFIGS if name != "pytorch-tied-200"]
-    parser.add_argument("--configs", default=",".join(timed), help="comma-separated, of: " + ", ".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of: %s; with --train-epochs "
+                                                                     "also %s" % (", ".join(CONFIGS), ", ".join(RECIPES)))
     parser.add_argument("--max-batches", type=int, default=200, help="training batches timed")
     parser.add_argument("--eval-batches", type=int, default=200, help="validation batches timed")
     parser.add_argument("--warmup", type=int, default=20, help="batches run before timing")

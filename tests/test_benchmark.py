@@ -143,3 +143,27 @@ def test_the_pytorch_baselines_configs_are_the_benchmarks_shapes():
         assert theirs["lr"] == pytest.approx(ours.lr) and theirs["clipping_norm"] == ours.clipping_norm, name
         if ours.mode == "transformer":
             assert (theirs["heads"], theirs["ffn"]) == (ours.heads, ours.feed_forward), name
+
+
+def test_the_pytorch_baselines_recipes_are_ptb_lms_presets():
+    """Its whole recipes (--train-epochs) must be the presets of the same name, or the trained rows compare
+    different models."""
+    import ast
+
+    from ptb_lm.benchmark import PYTORCH_BASELINE
+    from ptb_lm.config import from_preset
+
+    tree = ast.parse(open(PYTORCH_BASELINE).read())
+    assigned = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", None) == "RECIPES" for t in node.targets))
+    recipes = {ast.literal_eval(key): {kw.arg: eval(compile(ast.Expression(kw.value), "", "eval"), {}) for kw in
+                                       call.keywords} for key, call in zip(assigned.keys, assigned.values)}
+    assert recipes
+    for name, theirs in recipes.items():
+        ours = from_preset(name)
+        assert (theirs["mode"], theirs["layers"], theirs["embed"], theirs["hidden"]) == (
+            ours.mode, ours.num_layers, ours.embed_dim, ours.hidden_dim), name
+        assert (theirs["batch"], theirs["steps"], theirs["dropout"]) == (ours.batch_size, ours.num_steps,
+                                                                         ours.dropout), name
+        assert theirs["lr"] == pytest.approx(ours.lr) and theirs["clipping_norm"] == ours.clipping_norm, name
+        assert theirs.get("tied", False) == ours.tied, name
