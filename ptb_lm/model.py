@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from .config import check_hidden_sizes
 from .dropout import DroppedEmbedding, Dropout, DropoutKeys, Sites, WeightDrop
 from .families import family_of
 from .families.auxiliary import AuxiliaryOutputs
@@ -97,10 +98,9 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
         if mode not in RNNFamily.modes:
             raise ConfigError("RNNModel takes %s; %r is another family's (ptb_lm.families)"
                               % (", ".join(RNNFamily.modes), mode), setting="mode")
+        if hidden_sizes:
+            check_hidden_sizes(tuple(hidden_sizes), num_layers, hidden_dim)
         sizes = tuple(hidden_sizes) if hidden_sizes else (hidden_dim,) * num_layers
-        if len(sizes) != num_layers or max(sizes) != hidden_dim:
-            raise ConfigError("hidden_sizes %s: give one size per layer (%d), the largest being hidden_dim (%d)"
-                              % (",".join(map(str, sizes)), num_layers, hidden_dim), setting="hidden_sizes")
         if tied and embed_dim != sizes[-1]:
             raise ConfigError("tied weights need embed_dim == the last layer's size, got %d and %d"
                               % (embed_dim, sizes[-1]))
@@ -144,8 +144,10 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
 
         # one kernel call a layer: where a mask goes between the layers, or where their sizes differ
         self._layer_by_layer = bool(dropout_hidden and num_layers > 1) or len(set(sizes)) > 1
-        segments = self._packed_segments()  # fixed from here on: the layout of the packed vector
-        self._weight_drop = WeightDrop(weight_drop, segments, sites) if weight_drop else None
+        # fixed from here on: the layout of the packed vector, and the pieces the model takes it in
+        self._segments = self._packed_segments()
+        self._packed_ranges = self._ranges()
+        self._weight_drop = WeightDrop(weight_drop, self._segments, sites) if weight_drop else None
         with self.name_scope():
             self.lock_hidden = None  # between layer l and l + 1: lock_hidden[l]
             if dropout_hidden and num_layers > 1:
@@ -174,8 +176,11 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
     def rnn_packed_ranges(self):
         """The ``(start, end)`` pieces of the packed vector the model takes as separate arrays
         (:meth:`use_packed_rnn_params`): the whole, or each layer's where it runs layer by layer."""
+        return list(self._packed_ranges)
+
+    def _ranges(self):
         if not self._layer_by_layer:
-            return [(0, sum(int(np.prod(p.shape)) for p in self.rnn_params_in_kernel_order()))]
+            return [(0, self._segments[-1][1])]
         spans, start = [], 0
         for layer in self.rnn_layer_params():
             end = start + sum(int(np.prod(p.shape)) for p in layer)
@@ -240,9 +245,9 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                                self._layer_by_layer):
             # What Gluon's RNN layer does inside, done here so that the transform sees it (autograd follows).
             params = self.rnn_params_in_kernel_order()
-            starts = np.cumsum([0] + [int(np.prod(p.shape)) for p in params]).tolist()
-            packed = [mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p, at in zip(params, starts)
-                                     if start <= at < end], dim=0) for start, end in self.rnn_packed_ranges()]
+            packed = [mx.nd.concat(*[p.data(inputs.context).reshape((-1,)) for p, (at, _, _) in zip(params,
+                                                                                                 self._segments)
+                                     if start <= at < end], dim=0) for start, end in self._packed_ranges]
         extra = [packed, key] if key is not None else [packed] if packed is not None else []  # the inputs given
         if packed is None:
             out = super(RNNModel, self).forward(inputs, state, *extra)
@@ -265,7 +270,7 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
             pieces = list(packed_rnn_params)
             if self._rnn_weight_transform is not None:  # it sees the one vector
                 whole = self._rnn_weight_transform(F, pieces[0] if len(pieces) == 1 else F.concat(*pieces, dim=0))
-                pieces = [F.slice(whole, begin=(start,), end=(end,)) for start, end in self.rnn_packed_ranges()]
+                pieces = [F.slice(whole, begin=(start,), end=(end,)) for start, end in self._packed_ranges]
             if self._weight_drop is not None and not self._layer_by_layer:  # else on each layer's piece
                 pieces = [self._weight_drop(F, pieces[0], key)]
             hidden, state = self._fused_rnn(F, emb, state, pieces, key)
@@ -284,9 +289,8 @@ class RNNModel(AuxiliaryOutputs, gluon.HybridBlock):
                         **rnn_kernel_settings(self.rnn))
             return out[0], list(out[1:])
         x, finals = emb, [[] for _ in state]
-        spans = self.rnn_packed_ranges()
         for layer, (size, settings, own, span) in enumerate(zip(self.hidden_sizes, self._layer_settings, pieces,
-                                                                spans)):
+                                                                self._packed_ranges)):
             if layer > 0 and self.lock_hidden is not None:
                 x = self.lock_hidden[layer - 1](x, key)
             elif layer > 0 and self._between:
